@@ -1,0 +1,155 @@
+"""Statistics over timing samples, as small pure functions (the pyperf way).
+
+Every function takes a sequence of floats and returns a float (or a pair); none mutates
+its input. Sample sets are small (tens to thousands), so clarity wins over speed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+# Consistency constant: 1.4826 * MAD estimates the standard deviation of a normal
+# distribution (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.4826
+
+# Asymptotic efficiency of the median: SE(median) = sqrt(pi / 2) * sigma / sqrt(n) for
+# normal samples, i.e. about 1.2533 sigma / sqrt(n).
+MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
+
+
+def _require(samples: Sequence[float], at_least: int = 1) -> list[float]:
+    values = [float(x) for x in samples]
+    if len(values) < at_least:
+        raise ValueError(f"need at least {at_least} sample(s), got {len(values)}")
+    if any(math.isnan(x) for x in values):
+        raise ValueError("samples contain NaN")
+    return values
+
+
+def mean(samples: Sequence[float]) -> float:
+    """Arithmetic mean."""
+    values = _require(samples)
+    return math.fsum(values) / len(values)
+
+
+def median(samples: Sequence[float]) -> float:
+    """Median: the middle value, or the mean of the two middle values."""
+    return percentile(samples, 50.0)
+
+
+def stdev(samples: Sequence[float]) -> float:
+    """Sample standard deviation (Bessel-corrected, n - 1); 0.0 for a single sample."""
+    values = _require(samples)
+    if len(values) == 1:
+        return 0.0
+    m = mean(values)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in values) / (len(values) - 1))
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """q-th percentile (0..100) with linear interpolation between order statistics.
+
+    This is numpy's default ("linear", type 7 of Hyndman and Fan).
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100], got {q}")
+    values = sorted(_require(samples))
+    pos = (len(values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(values) - 1)
+    frac = pos - lo
+    return values[lo] + (values[hi] - values[lo]) * frac
+
+
+def mad(samples: Sequence[float]) -> float:
+    """Median absolute deviation from the median (unscaled)."""
+    values = _require(samples)
+    m = median(values)
+    return median([abs(x - m) for x in values])
+
+
+def robust_sigma(samples: Sequence[float]) -> float:
+    """MAD scaled to estimate a normal standard deviation (insensitive to outliers)."""
+    return MAD_TO_SIGMA * mad(samples)
+
+
+def rel_stderr_median(samples: Sequence[float]) -> float:
+    """Relative standard error of the median: sqrt(pi/2) * sigma / sqrt(n) / median.
+
+    sigma is the larger of the MAD-based estimate and a quarter of the sample standard
+    deviation, so that a few large outliers still slow convergence a little but cannot
+    stall it, and quantised timers (MAD = 0) still report some noise when samples differ.
+    Returns inf for fewer than two samples (no estimate of spread yet).
+    """
+    values = _require(samples)
+    n = len(values)
+    if n < 2:
+        return math.inf
+    m = median(values)
+    if m <= 0:
+        return math.inf
+    sigma = max(robust_sigma(values), 0.25 * stdev(values))
+    return MEDIAN_SE_FACTOR * sigma / math.sqrt(n) / m
+
+
+def rel_noise(samples: Sequence[float]) -> float:
+    """Relative spread of individual samples: robust sigma / median (0 when all equal)."""
+    values = _require(samples)
+    m = median(values)
+    if m <= 0:
+        return math.inf
+    return robust_sigma(values) / m
+
+
+def bootstrap_ci_median(
+    samples: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the median.
+
+    Deterministic for a given seed, so that a record can be re-derived from its raw samples.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    values = _require(samples)
+    if len(values) == 1:
+        return values[0], values[0]
+    rng = random.Random(seed)
+    n = len(values)
+    medians = [median(rng.choices(values, k=n)) for _ in range(resamples)]
+    alpha = (1.0 - confidence) / 2.0
+    return percentile(medians, 100.0 * alpha), percentile(medians, 100.0 * (1.0 - alpha))
+
+
+def summarize(samples: Sequence[float], *, seed: int = 0) -> dict[str, float | list[float]]:
+    """All the statistics a record keeps, computed from raw samples (seconds)."""
+    values = _require(samples)
+    lo, hi = bootstrap_ci_median(values, seed=seed)
+    return {
+        "n": len(values),
+        "median": median(values),
+        "mean": mean(values),
+        "stdev": stdev(values),
+        "min": min(values),
+        "max": max(values),
+        "p5": percentile(values, 5),
+        "p25": percentile(values, 25),
+        "p75": percentile(values, 75),
+        "p95": percentile(values, 95),
+        "mad": mad(values),
+        "ci95_median": [lo, hi],
+        "rel_noise": rel_noise(values),
+        "rel_stderr_median": rel_stderr_median(values),
+    }
+
+
+def geomean(values: Sequence[float]) -> float:
+    """Geometric mean of positive values (used for speedups over a shape set)."""
+    vals = _require(values)
+    if any(v <= 0 for v in vals):
+        raise ValueError("geometric mean needs positive values")
+    return math.exp(math.fsum(math.log(v) for v in vals) / len(vals))

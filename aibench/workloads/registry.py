@@ -1,0 +1,272 @@
+"""The workload registry: a workload is one `workload(...)` call, a backend one decorated function.
+
+    copy = workload("memory.copy", "Device-to-device copy bandwidth",
+                    params=[Param("mib", int, 1024, "buffer size in MiB", preview=8)])
+
+    @copy.backend("torch", baseline=True)
+    def _copy_torch(p: dict, device: torch.device) -> Case:
+        src = torch.randn(...); dst = torch.empty_like(src)      # setup: not timed
+        return Case(fn=lambda: dst.copy_(src), check=..., bytes=2 * src.nbytes)
+
+A backend's setup allocates inputs (never timed) and returns a `Case`: a zero-argument callable
+to time, a correctness check against a reference, and the FLOP/byte/work counts per call from
+which the runner derives TFLOP/s, GB/s, % of peak and energy per unit of work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from aibench.errors import UsageError
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A workload parameter: name, type, default, help and optional choices.
+
+    `preview` is the default used on a CPU (preview mode: same workload, small size).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    preview: Any = _MISSING
+
+    def default_for(self, preview: bool) -> Any:
+        return self.preview if preview and self.preview is not _MISSING else self.default
+
+    def parse(self, raw: Any) -> Any:
+        """Coerce a CLI string (or a TOML value) to the declared type, validating choices."""
+        try:
+            if self.type is bool and isinstance(raw, str):
+                lowered = raw.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(raw)
+                value: Any = lowered in ("1", "true", "yes", "on")
+            elif self.type is float and isinstance(raw, str) and raw.strip().lower() in ("inf", "infinity"):
+                value = float("inf")
+            elif self.type is int and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            elif self.type is int and isinstance(raw, bool):
+                raise ValueError(raw)
+            else:
+                value = self.type(raw)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"parameter {self.name!r} expects {self.type.__name__}, got {raw!r}"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            options = ", ".join(str(c) for c in self.choices)
+            raise UsageError(f"parameter {self.name!r} must be one of {options}; got {raw!r}")
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": self.default}
+        if self.preview is not _MISSING:
+            out["preview"] = self.preview
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        out["help"] = self.help
+        return out
+
+
+@dataclass(frozen=True)
+class Check:
+    """Outcome of comparing a workload's output with its reference."""
+
+    passed: bool
+    max_abs_error: float | None = None
+    rel_error: float | None = None  # ||out - ref|| / ||ref||
+    tolerance: float | None = None  # bound on rel_error
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": True,
+            "passed": self.passed,
+            "max_abs_error": self.max_abs_error,
+            "rel_error": self.rel_error,
+            "tolerance": self.tolerance,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class CustomMeasurement:
+    """What a workload that measures itself (a serving loop) hands back to the runner.
+
+    `samples_s` are the raw durations its statistics come from (for serving: per-request
+    end-to-end latencies); `metrics` its derived numbers; `details` anything else to record.
+    """
+
+    samples_s: list[float]
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    """One prepared measurement. Mutable on purpose: it holds the allocated tensors."""
+
+    fn: Callable[[], Any]
+    check: Callable[[], Check] | None = None
+    flops: float | None = None  # floating-point operations per call of fn
+    bytes: float | None = None  # fewest bytes one call must move through device memory
+    work: dict[str, float] = field(default_factory=dict)  # units per call: {"tokens": 4096}
+    dtype: str | None = None  # picks the peak TFLOP/s row for "% of peak"
+    metrics: Callable[[float], dict[str, float]] | None = None  # extra metrics of the median (s)
+    details: dict[str, Any] = field(default_factory=dict)  # recorded as-is (JSON-safe values)
+    measure: Callable[[Any], CustomMeasurement] | None = None  # replaces the timer when set
+    cuda_graph_ok: bool = True  # False when fn synchronises or allocates (cannot be captured)
+
+
+SetupFn = Callable[[dict[str, Any], torch.device], Case]
+AvailabilityFn = Callable[[torch.device], "tuple[bool, str | None]"]
+
+
+def _always(_device: torch.device) -> tuple[bool, str | None]:
+    return True, None
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    setup: SetupFn
+    baseline: bool = False
+    available: AvailabilityFn = _always
+    description: str = ""
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+    def backend(
+        self,
+        name: str,
+        *,
+        baseline: bool = False,
+        available: AvailabilityFn | None = None,
+        description: str = "",
+    ) -> Callable[[SetupFn], SetupFn]:
+        """Decorator registering a setup function as one backend of this workload."""
+
+        def register(setup: SetupFn) -> SetupFn:
+            if name in self.backends:
+                raise ValueError(f"{self.name}: backend {name!r} registered twice")
+            if baseline and self.baseline_name is not None:
+                raise ValueError(f"{self.name}: two baselines ({self.baseline_name!r}, {name!r})")
+            self.backends[name] = Backend(name, setup, baseline, available or _always, description)
+            return setup
+
+        return register
+
+    @property
+    def baseline_name(self) -> str | None:
+        return next((b.name for b in self.backends.values() if b.baseline), None)
+
+    def ordered_backends(self) -> list[Backend]:
+        """Baseline first, so that the others can carry their speedup against it."""
+        return sorted(self.backends.values(), key=lambda b: not b.baseline)
+
+    def get_backend(self, name: str) -> Backend:
+        if name not in self.backends:
+            raise UsageError(
+                f"workload {self.name!r} has no backend {name!r} (has: {', '.join(self.backends)})"
+            )
+        return self.backends[name]
+
+    def resolve_params(self, overrides: Mapping[str, Any] | None = None, *, preview: bool = False) -> dict[str, Any]:
+        """Defaults (preview defaults on CPU) overlaid with typed, validated overrides."""
+        overrides = dict(overrides or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            hint = _suggest(unknown[0], known)
+            raise UsageError(
+                f"workload {self.name!r} has no parameter {unknown[0]!r}{hint} "
+                f"(parameters: {', '.join(known) or 'none'})"
+            )
+        return {
+            name: (p.parse(overrides[name]) if name in overrides else p.default_for(preview))
+            for name, p in known.items()
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params": [p.as_dict() for p in self.params],
+            "backends": [
+                {"name": b.name, "baseline": b.baseline, "description": b.description}
+                for b in self.ordered_backends()
+            ],
+        }
+
+
+REGISTRY: dict[str, Workload] = {}
+
+
+def workload(name: str, description: str, params: Iterable[Param] = ()) -> Workload:
+    """Create and register a workload; its backends are added with `@wl.backend(...)`."""
+    if name in REGISTRY:
+        raise ValueError(f"workload {name!r} registered twice")
+    wl = Workload(name, description, tuple(params))
+    REGISTRY[name] = wl
+    return wl
+
+
+# The built-in workload modules, imported explicitly (no plugin magic). A module that fails
+# to import (a missing optional dependency) is reported by `aibench list`, never fatal.
+BUILTIN_MODULES: tuple[str, ...] = (
+    "aibench.workloads.memory",
+    "aibench.workloads.gemm",
+    "aibench.workloads.attention",
+    "aibench.workloads.llm",
+    "aibench.workloads.vision",
+)
+
+LOAD_ERRORS: dict[str, str] = {}
+_loaded = False
+
+
+def load_builtin() -> dict[str, Workload]:
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN_MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name == module:  # not written yet: nothing to report
+                    continue
+                LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # an optional backend must never break the CLI
+                LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+        _loaded = True
+    return REGISTRY
+
+
+def get(name: str) -> Workload:
+    load_builtin()
+    if name not in REGISTRY:
+        hint = _suggest(name, REGISTRY)
+        raise UsageError(f"unknown workload {name!r}{hint}; `aibench list` shows them all")
+    return REGISTRY[name]
+
+
+def _suggest(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
