@@ -55,9 +55,7 @@ class Param:
                 value: Any = lowered in ("1", "true", "yes", "on")
             elif self.type is float and isinstance(raw, str) and raw.strip().lower() in ("inf", "infinity"):
                 value = float("inf")
-            elif self.type is int and isinstance(raw, float) and not raw.is_integer():
-                raise ValueError(raw)
-            elif self.type is int and isinstance(raw, bool):
+            elif (self.type is int and isinstance(raw, float) and not raw.is_integer()) or (self.type is int and isinstance(raw, bool)):
                 raise ValueError(raw)
             else:
                 value = self.type(raw)

@@ -1,0 +1,55 @@
+"""What every command shares: error translation, the device option, JSON output, the console."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from aibench.errors import AibenchError, UsageError
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class CliUsageError(click.ClickException):
+    """A one-line usage error with exit code 2 (click's own UsageError prints the usage block)."""
+
+    exit_code = 2
+
+
+class AibenchGroup(click.Group):
+    """Turns domain errors into click exceptions at the boundary: one line, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise CliUsageError(str(exc)) from None
+        except AibenchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def device_option(func: Any) -> Any:
+    return click.option(
+        "--device", "device_spec", default="auto", show_default=True,
+        help="auto, cpu, cuda or cuda:N (ROCm GPUs answer to cuda too).",
+    )(func)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, nothing else on stdout (progress and banners go to stderr)."""
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliUsageError(f"bad parameter {pair!r}: expected key=value")
+        params[key.strip()] = value.strip()
+    return params

@@ -1,0 +1,69 @@
+"""Rich tables of records: what a person reads at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+# (metric key, column title, format) in display order; a record shows the ones it has.
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("tflops", "TFLOP/s", "{:.1f}"),
+    ("pct_peak_tflops", "% peak", "{:.0f}%"),
+    ("gbps", "GB/s", "{:.1f}"),
+    ("pct_peak_bandwidth", "% BW", "{:.0f}%"),
+    ("tokens_per_s", "tok/s", "{:.1f}"),
+    ("images_per_s", "img/s", "{:.1f}"),
+    ("speedup", "speedup", "{:.2f}x"),
+)
+
+_STATUS_STYLE = {"ok": "green", "failed": "red", "invalid": "red", "skipped": "yellow"}
+
+
+def _fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _energy(rec: dict[str, Any]) -> str:
+    tel = rec.get("telemetry") or {}
+    if not tel.get("available"):
+        return "-"
+    parts = []
+    if tel.get("avg_power_w") is not None:
+        parts.append(f"{tel['avg_power_w']:.0f} W")
+    if tel.get("energy_per_call_j") is not None:
+        parts.append(f"{tel['energy_per_call_j']:.3g} J")
+    flags = (tel.get("throttle") or {}).get("reasons") or []
+    if flags:
+        parts.append("[red]" + ",".join(flags) + "[/red]")
+    return " ".join(parts) or "-"
+
+
+def records_table(records: list[dict[str, Any]], title: str = "results") -> Table:
+    present = [c for c in _COLUMNS if any(c[0] in (r.get("metrics") or {}) for r in records)]
+    table = Table(title=title)
+    table.add_column("measurement", overflow="fold")
+    table.add_column("backend")
+    table.add_column("status")
+    table.add_column("median", justify="right")
+    table.add_column("noise", justify="right")
+    for _, title_, _ in present:
+        table.add_column(title_, justify="right")
+    table.add_column("power / energy", justify="right")
+    for rec in records:
+        timing = rec.get("timing") or {}
+        status = rec["status"]
+        style = _STATUS_STYLE.get(status, "")
+        status_cell = f"[{style}]{status}[/{style}]"
+        if status != "ok" and rec.get("reason"):
+            status_cell += f"\n[dim]{rec['reason'][:120]}[/dim]"
+        median = _fmt_time(timing["median"]) if timing.get("median") else "-"
+        noise = f"±{timing['rel_noise'] * 100:.1f}%" if timing.get("rel_noise") is not None else "-"
+        metrics = rec.get("metrics") or {}
+        cells = [fmt.format(metrics[key]) if key in metrics else "-" for key, _, fmt in present]
+        label = rec.get("entry") or rec["workload"] + " " + ",".join(f"{k}={v}" for k, v in rec["params"].items())
+        table.add_row(label, rec["backend"], status_cell, median, noise, *cells, _energy(rec))
+    return table

@@ -1,0 +1,89 @@
+"""`aibench suite NAME|PATH`: run a whole suite into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from aibench.cli.common import console, device_option, err_console
+
+
+@click.command("suite")
+@click.argument("suite_ref", metavar="NAME|PATH")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder that receives the run directory.")
+@device_option
+@click.option("--quick", is_flag=True, help="Fewer shapes and shorter durations (about 3 minutes on one GPU).")
+@click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Finish an interrupted run directory: runs only what is missing.")
+@click.option("--system", "system_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="System description (TOML or JSON, MLPerf field names).")
+@click.option("--telemetry/--no-telemetry", default=True, show_default=True,
+              help="Sample power, clocks and energy while measuring.")
+def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resume: Path | None,
+                  system_file: Path | None, telemetry: bool) -> None:
+    """Run a benchmark suite (gigafactory, ci, smoke, or your own TOML file).
+
+    \b
+    Examples:
+      aibench suite gigafactory --system system.toml
+      aibench suite smoke --device cpu
+      aibench suite gigafactory --resume results/20261127-101500-gigafactory-3fa2c1
+    """
+    from aibench import suite_run
+    from aibench.session import Session
+    from aibench.suite import load_suite
+    from aibench.system import build_system_description
+
+    suite = load_suite(suite_ref)
+    session = Session.open(device_spec, telemetry=telemetry)
+    try:
+        mode = suite_run.suite_mode(session, quick)
+        if session.preview:
+            err_console.print(
+                f"[bold yellow]PREVIEW MODE[/bold yellow] on {session.device_info.name}: no GPU, so the suite runs "
+                "its small preview sizes. Results are marked comparable: false and must not be compared."
+            )
+        if resume is not None:
+            run = suite_run.resume_run(session, suite, mode, resume)
+        else:
+            system = build_system_description(system_file, session.environment)
+            run = suite_run.start_run(session, suite, mode, out, system)
+        err_console.print(f"suite {suite.name} {suite.version} ({mode}) -> {run.path}")
+        records: list[dict] = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            overall = progress.add_task("suite", total=None)
+
+            def on_progress(p: suite_run.Progress) -> None:
+                progress.update(overall, total=p.total, completed=p.done,
+                                description=f"{p.case_id[:60]}" if p.phase == "start" else "suite")
+                records.extend(p.records)
+
+            try:
+                suite_run.execute(session, suite, mode, on_progress)
+            except KeyboardInterrupt:
+                raise click.ClickException(
+                    f"interrupted: {len(records)} record(s) kept in {run.path}; "
+                    f"finish it with: aibench suite {suite_ref} --resume {run.path}"
+                ) from None
+    finally:
+        session.close()
+    from aibench.cli.format import records_table
+
+    console.print(records_table(run.records(), title=f"{suite.name} {suite.version} ({mode})"))
+    counts: dict[str, int] = {}
+    for rec in run.records():
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    console.print(f"run directory: {run.path}")

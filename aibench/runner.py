@@ -1,0 +1,216 @@
+"""The runner: one workload x backend x params -> one Record.
+
+Order of work for each case: availability -> setup (not timed) -> correctness check against the
+reference -> timing -> derived metrics -> energy window (telemetry). A wrong result makes the
+record `invalid` and it is never timed; an exception makes it `failed`; an unsupported
+combination makes it `skipped`. Nothing here raises for a workload's own failure: the caller
+(a suite) always gets a record and goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from aibench import devices, stats
+from aibench.errors import Unsupported
+from aibench.records import Record, now_iso, record_key
+from aibench.timer import TimerConfig, Timing, measure
+from aibench.workloads.registry import Backend, Case, Workload, get
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    timer: TimerConfig = field(default_factory=TimerConfig)
+    telemetry: bool = False
+    energy_min_s: float = 2.0  # energy windows are stretched to this (counter granularity, methods.md)
+    preview: bool | None = None  # None: preview exactly when running on a CPU
+    environment: str = ""  # sha256 of the environment fingerprint these records refer to
+
+
+@dataclass
+class Outcome:
+    record: Record
+    telemetry_samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def is_preview(device: torch.device, options: RunOptions) -> bool:
+    return device.type == "cpu" if options.preview is None else options.preview
+
+
+def run_workload(
+    name: str,
+    overrides: dict[str, Any] | None = None,
+    device: torch.device | None = None,
+    backends: Iterable[str] | None = None,
+    options: RunOptions | None = None,
+    telemetry: Any = None,
+    entry: str | None = None,
+) -> list[Outcome]:
+    """Run every (or the named) backend of a workload, baseline first; each gets its speedup."""
+    options = options or RunOptions()
+    device = device or devices.resolve("auto")
+    wl = get(name)
+    params = wl.resolve_params(overrides, preview=is_preview(device, options))
+    chosen = [wl.get_backend(b) for b in backends] if backends else wl.ordered_backends()
+    chosen.sort(key=lambda b: not b.baseline)
+    outcomes: list[Outcome] = []
+    baseline: Record | None = None
+    for backend in chosen:
+        outcome = run_case(wl, backend, params, device, options, telemetry=telemetry, entry=entry,
+                           baseline=baseline)
+        if backend.baseline:
+            baseline = outcome.record
+        outcomes.append(outcome)
+    return outcomes
+
+
+def run_case(
+    wl: Workload,
+    backend: Backend,
+    params: dict[str, Any],
+    device: torch.device,
+    options: RunOptions,
+    *,
+    telemetry: Any = None,
+    entry: str | None = None,
+    baseline: Record | None = None,
+) -> Outcome:
+    started = now_iso()
+    t0 = time.perf_counter()
+    base = Record(
+        id=record_key(wl.name, params, backend.name),
+        entry=entry,
+        workload=wl.name,
+        backend=backend.name,
+        baseline=wl.baseline_name,
+        params=dict(params),
+        device=devices.describe(device).as_dict(),
+        status="skipped",
+        preview=is_preview(device, options),
+        interpreted=backend.name == "triton" and devices.is_interpreted(device),
+        environment=options.environment,
+        started_at=started,
+    )
+
+    def done(**changes: Any) -> Record:
+        return replace(base, finished_at=now_iso(), duration_s=time.perf_counter() - t0, **changes)
+
+    ok, why = backend.available(device)
+    if not ok:
+        return Outcome(done(status="skipped", reason=why or "backend not available"))
+    case: Case | None = None
+    try:
+        case = backend.setup(params, device)
+        correctness = _check(case)
+        if correctness.get("passed") is False:
+            return Outcome(done(status="invalid", reason=f"correctness check failed: {correctness.get('detail')}",
+                                correctness=correctness, details=dict(case.details)))
+        if case.measure is not None:
+            custom = case.measure(options.timer)
+            timing = _custom_timing(custom.samples_s)
+            extra_metrics, details = dict(custom.metrics), {**case.details, **custom.details}
+        else:
+            timer_cfg = options.timer if case.cuda_graph_ok else replace(options.timer, cuda_graph=False)
+            timing = measure(case.fn, device, timer_cfg).as_dict()
+            extra_metrics, details = {}, dict(case.details)
+        metrics, unavailable = derive_metrics(case, timing["median"], device)
+        metrics.update({k: float(v) for k, v in extra_metrics.items() if v is not None})
+        if case.metrics is not None:
+            metrics.update(case.metrics(timing["median"]))
+        if baseline is not None and not backend.baseline:
+            speedup, reason = speedup_against(baseline, timing["median"])
+            if speedup is not None:
+                metrics["speedup"] = speedup
+            else:
+                unavailable["speedup"] = reason
+        work = {k: float(v) for k, v in {"flops": case.flops, "bytes": case.bytes, **case.work}.items()
+                if v is not None}
+        tel_summary: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
+        samples: list[dict[str, Any]] = []
+        if options.telemetry and telemetry is not None and not telemetry.available:
+            tel_summary = {"available": False, "reason": telemetry.reason}
+        elif options.telemetry and telemetry is not None:
+            result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),
+                                              min_duration_s=options.energy_min_s, work=work)
+            tel_summary, samples = result.summary, list(result.samples)
+        record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
+                      unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
+        return Outcome(record, samples)
+    except Unsupported as exc:
+        return Outcome(done(status="skipped", reason=str(exc)))
+    except torch.OutOfMemoryError as exc:
+        return Outcome(done(status="failed", reason=f"out of memory: {_first_line(exc)}"))
+    except Exception as exc:  # a workload's failure is recorded; the suite goes on
+        tb = traceback.format_exc(limit=6)
+        return Outcome(done(status="failed", reason=f"{type(exc).__name__}: {_first_line(exc)}",
+                            details={"traceback": tb[-4000:]}))
+    finally:
+        del case
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _check(case: Case) -> dict[str, Any]:
+    if case.check is None:
+        return {"checked": False, "passed": None, "detail": "this workload has no reference check"}
+    return case.check().as_dict()
+
+
+def _custom_timing(samples: list[float]) -> dict[str, Any]:
+    positive = [s for s in samples if s > 0]
+    if not positive:
+        raise ValueError("self-timed workload returned no positive samples")
+    return Timing(
+        method="custom", samples_s=positive, warmup_s=0.0, warmup_calls=0, total_s=sum(positive),
+        converged=True, stop_reason="self-timed workload (fixed request count)", l2_flush=False,
+        stats=stats.summarize(positive),
+    ).as_dict()
+
+
+def derive_metrics(case: Case, median_s: float, device: torch.device) -> tuple[dict[str, float], dict[str, str]]:
+    """TFLOP/s, GB/s, % of datasheet peak and units per second from the median time of one call."""
+    metrics: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    spec = devices.spec_for(device)
+    if case.flops is not None:
+        metrics["tflops"] = case.flops / median_s / 1e12
+        peak = spec.peak_for(case.dtype) if (spec and case.dtype) else None
+        if peak:
+            metrics["pct_peak_tflops"] = 100.0 * metrics["tflops"] / peak
+        else:
+            unavailable["pct_peak_tflops"] = _no_peak(device, spec, f"{case.dtype} TFLOP/s")
+    if case.bytes is not None:
+        metrics["gbps"] = case.bytes / median_s / 1e9
+        if spec and spec.bandwidth_gbps:
+            metrics["pct_peak_bandwidth"] = 100.0 * metrics["gbps"] / spec.bandwidth_gbps
+        else:
+            unavailable["pct_peak_bandwidth"] = _no_peak(device, spec, "memory bandwidth")
+    for unit, amount in case.work.items():
+        metrics[f"{unit}_per_s"] = amount / median_s
+    return metrics, unavailable
+
+
+def _no_peak(device: torch.device, spec: Any, what: str) -> str:
+    if spec is None:
+        return f"no datasheet peak known for {devices.describe(device).name!r}"
+    return f"datasheet row {spec.name!r} has no {what} peak"
+
+
+def speedup_against(baseline: Record, median_s: float) -> tuple[float | None, str]:
+    """Baseline median / this median (> 1 means faster than the vendor library)."""
+    if baseline.status != "ok" or not baseline.median_s:
+        return None, f"baseline {baseline.backend!r} has no valid timing ({baseline.status})"
+    return baseline.median_s / median_s, ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__

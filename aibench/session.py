@@ -1,0 +1,135 @@
+"""A measurement session: the device, its environment fingerprint and telemetry, opened once and
+shared by every workload of a `run` or a `suite`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aibench import devices
+from aibench.devices import DeviceInfo
+from aibench.rundir import RunDir
+from aibench.runner import RunOptions, run_workload
+from aibench.timer import TimerConfig
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Run rules of a measurement (a suite's [rules] table maps onto these)."""
+
+    min_time_s: float = 0.5
+    min_samples: int = 10
+    target_rel_se: float = 0.01
+    warmup_s: float = 0.25
+    max_time_s: float = 10.0
+    seed: int = 0
+    energy_min_s: float = 2.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# CPU preview: same workloads, tiny durations (the numbers are not comparable anyway).
+PREVIEW_RULES = Rules(min_time_s=0.05, min_samples=5, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
+                      energy_min_s=0.5)
+
+
+def timer_config(rules: Any, *, min_time_s: float | None = None, max_time_s: float | None = None,
+                 target_rel_se: float | None = None, cuda_graph: bool = False) -> TimerConfig:
+    """TimerConfig from run rules, with command-line overrides."""
+    min_time = rules.min_time_s if min_time_s is None else min_time_s
+    max_time = rules.max_time_s if max_time_s is None else max_time_s
+    return TimerConfig(
+        warmup_s=rules.warmup_s,
+        min_samples=rules.min_samples,
+        min_time_s=min_time,
+        max_time_s=max(max_time, min_time),
+        target_rel_se=rules.target_rel_se if target_rel_se is None else target_rel_se,
+        cuda_graph=cuda_graph,
+    )
+
+
+@dataclass
+class Session:
+    device: torch.device
+    device_info: DeviceInfo
+    preview: bool
+    environment: dict[str, Any]
+    environment_sha256: str
+    telemetry: Any = None  # aibench.telemetry.Telemetry, or None when switched off
+    run_dir: RunDir | None = None
+    rules: Rules = field(default_factory=Rules)
+
+    @classmethod
+    def open(cls, device_spec: str, *, telemetry: bool = True) -> Session:
+        from aibench.env import collect_environment, environment_sha256
+
+        device = devices.resolve(device_spec)
+        env = collect_environment()
+        tel = None
+        if telemetry:
+            from aibench.telemetry import open_telemetry
+
+            tel = open_telemetry([device])
+        preview = device.type == "cpu"
+        return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
+                   rules=PREVIEW_RULES if preview else Rules())
+
+    def options(self, timer: TimerConfig, energy_min_s: float) -> RunOptions:
+        return RunOptions(timer=timer, telemetry=self.telemetry is not None, energy_min_s=energy_min_s,
+                          preview=self.preview, environment=self.environment_sha256)
+
+    def manifest_fields(self, rules: Any, **extra: Any) -> dict[str, Any]:
+        telemetry: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
+        if self.telemetry is not None:
+            telemetry = {"available": self.telemetry.available, "reason": self.telemetry.reason,
+                         "source": self.telemetry.source, "idle_baseline": None, "overhead": None}
+        return {
+            "comparable": not self.preview,
+            "preview": self.preview,
+            "device": self.device_info.as_dict(),
+            "run_rules": rules.as_dict(),
+            "environment": self.environment,
+            "environment_sha256": self.environment_sha256,
+            "system": None,
+            "suite": None,
+            "telemetry": telemetry,
+            **extra,
+        }
+
+    def idle_baseline(self) -> None:
+        """Idle power/temperature/clocks before the first workload, kept with the run."""
+        if self.run_dir is None or self.telemetry is None or not self.telemetry.available:
+            return
+        baseline = self.telemetry.idle_baseline(duration_s=1.0 if self.preview else 2.0)
+        self.run_dir.update(telemetry={**self.run_dir.manifest["telemetry"], "idle_baseline": baseline})
+
+    def run_one(self, workload: str, overrides: dict[str, Any], backends: list[str] | None,
+                timer: TimerConfig, out: Path | None) -> list[dict[str, Any]]:
+        """`aibench run`: one workload, every backend; optionally written as a run directory."""
+        from aibench.workloads.registry import get
+
+        get(workload)  # unknown names fail before anything is created
+        if out is not None:
+            self.run_dir = RunDir.create(out, workload, self.manifest_fields(replace(self.rules)))
+            self.idle_baseline()
+        outcomes = run_workload(workload, overrides, self.device, backends,
+                                self.options(timer, self.rules.energy_min_s), telemetry=self.telemetry)
+        if self.run_dir is None:
+            return [o.record.to_dict() for o in outcomes]
+        written = [self.run_dir.append(o) for o in outcomes]
+        self.record_overhead()
+        self.run_dir.finish(complete=True)
+        return written
+
+    def record_overhead(self) -> None:
+        if self.run_dir is not None and self.telemetry is not None and self.telemetry.available:
+            self.run_dir.update(telemetry={**self.run_dir.manifest["telemetry"],
+                                           "overhead": self.telemetry.overhead()})
+
+    def close(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.close()

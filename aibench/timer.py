@@ -1,0 +1,236 @@
+"""The timer: warm-up by time, then samples until the median is known well enough.
+
+Stopping rule (nvbench's `stdrel`, ../shared/reference/methods.md, applied to the median): keep
+sampling until the relative standard error of the median is under `target_rel_se`, but take at
+least `min_samples` samples and `min_time_s` of sampled time, and stop at `max_time_s` whatever
+the noise (then the timing says it did not converge).
+
+On a GPU each sample is bracketed by CUDA events, with the L2 cache flushed before it (a memset
+of a buffer at least twice the L2, or 256 MiB as triton.testing.do_bench uses), so that a kernel
+is timed from cold cache as it would run inside a model. Samples are collected in batches and the
+device is synchronised once per batch, not once per sample. With `cuda_graph=True`, tiny kernels
+are captured N times in a CUDA graph and the replay is timed, which removes launch gaps.
+On a CPU, `time.perf_counter_ns` brackets each call under the same stopping rule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from aibench import stats
+
+FLUSH_MIN_BYTES = 256 * 1024 * 1024  # triton.testing.do_bench's 256 MiB (methods.md)
+
+
+@dataclass(frozen=True)
+class TimerConfig:
+    warmup_s: float = 0.25
+    min_samples: int = 10
+    min_time_s: float = 0.5
+    max_time_s: float = 15.0
+    target_rel_se: float = 0.01
+    max_samples: int = 10_000  # bounds the raw samples kept in a record (~200 kB of JSON)
+    flush_l2: bool = True
+    cuda_graph: bool = False
+    graph_calls: int = 20  # calls captured per graph replay (cuda_graph mode)
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 2:
+            raise ValueError("min_samples must be at least 2 (one sample has no spread)")
+        if self.max_time_s < self.min_time_s:
+            raise ValueError("max_time_s must be >= min_time_s")
+        if not 0 < self.target_rel_se < 1:
+            raise ValueError("target_rel_se must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Timing:
+    method: str  # "cuda_event" | "cuda_graph" | "perf_counter"
+    samples_s: list[float]
+    warmup_s: float
+    warmup_calls: int
+    total_s: float  # sum of the timed samples
+    converged: bool
+    stop_reason: str
+    l2_flush: bool
+    calls_per_sample: int = 1
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return float(self.stats["median"])
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method,
+            "samples_s": list(self.samples_s),
+            **self.stats,
+            "warmup_s": self.warmup_s,
+            "warmup_calls": self.warmup_calls,
+            "total_s": self.total_s,
+            "calls_per_sample": self.calls_per_sample,
+            "l2_flush": self.l2_flush,
+            "converged": self.converged,
+            "stop_reason": self.stop_reason,
+        }
+        return out
+
+
+def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig) -> tuple[bool, bool, str]:
+    """The stopping rule as a pure function: (stop, converged, reason).
+
+    `elapsed_s` is wall time spent sampling (it bounds the run even when samples are tiny).
+    """
+    n = len(samples)
+    sampled = sum(samples)
+    if n >= config.max_samples:
+        converged = n >= 2 and stats.rel_stderr_median(samples) <= config.target_rel_se
+        return True, converged, f"reached max_samples={config.max_samples}"
+    if elapsed_s >= config.max_time_s:
+        converged = n >= config.min_samples and stats.rel_stderr_median(samples) <= config.target_rel_se
+        reason = "converged at timeout" if converged else f"timeout after {elapsed_s:.1f} s: noise target not met"
+        return True, converged, reason
+    if n < config.min_samples or sampled < config.min_time_s or not _checkpoint(n):
+        return False, False, ""
+    rse = stats.rel_stderr_median(samples)
+    if rse <= config.target_rel_se:
+        return True, True, f"rel. std. error of median {rse:.2%} <= {config.target_rel_se:.2%}"
+    return False, False, ""
+
+
+def _checkpoint(n: int) -> bool:
+    """Evaluate the O(n log n) noise estimate on every sample up to 64, then every ~3% more samples."""
+    return n <= 64 or n % max(1, n // 32) == 0
+
+
+def measure(fn: Callable[[], Any], device: torch.device, config: TimerConfig | None = None) -> Timing:
+    """Time `fn` (zero arguments; inputs allocated beforehand) on `device`."""
+    config = config or TimerConfig()
+    if device.type == "cuda":
+        if config.cuda_graph:
+            return _measure_cuda_graph(fn, device, config)
+        return _measure_cuda_events(fn, device, config)
+    return _measure_cpu(fn, config)
+
+
+def _finish(method: str, samples: list[float], warm_s: float, warm_calls: int, converged: bool,
+            reason: str, l2_flush: bool, calls_per_sample: int = 1) -> Timing:
+    return Timing(
+        method=method,
+        samples_s=samples,
+        warmup_s=warm_s,
+        warmup_calls=warm_calls,
+        total_s=sum(samples),
+        converged=converged,
+        stop_reason=reason,
+        l2_flush=l2_flush,
+        calls_per_sample=calls_per_sample,
+        stats=stats.summarize(samples),
+    )
+
+
+def _warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup_s: float) -> tuple[float, int]:
+    """Run fn until warmup_s has passed (at least once): compilation, autotuning, caches."""
+    start = time.perf_counter()
+    calls = 0
+    while True:
+        fn()
+        sync()
+        calls += 1
+        if time.perf_counter() - start >= warmup_s:
+            return time.perf_counter() - start, calls
+
+
+def _measure_cpu(fn: Callable[[], Any], config: TimerConfig) -> Timing:
+    warm_s, warm_calls = _warm_up(fn, lambda: None, config.warmup_s)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter_ns()
+        fn()
+        t1 = time.perf_counter_ns()
+        # perf_counter_ns can repeat a value for sub-resolution calls; 1 ns keeps samples positive.
+        samples.append(max(t1 - t0, 1) / 1e9)
+        stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+        if stop:
+            return _finish("perf_counter", samples, warm_s, warm_calls, converged, reason, False)
+
+
+class _L2Flusher:
+    """A buffer at least twice the L2 (and >= 256 MiB) whose memset evicts the cache."""
+
+    def __init__(self, device: torch.device) -> None:
+        props = torch.cuda.get_device_properties(device)
+        l2 = int(getattr(props, "L2_cache_size", 0) or 0)
+        nbytes = max(FLUSH_MIN_BYTES, 2 * l2)
+        self.buffer = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
+
+    def __call__(self) -> None:
+        self.buffer.zero_()
+
+
+def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: TimerConfig) -> Timing:
+    with torch.cuda.device(device):
+        sync = torch.cuda.synchronize
+        flush = _L2Flusher(device) if config.flush_l2 else None
+        warm_s, warm_calls = _warm_up(fn, sync, config.warmup_s)
+        # Batch size: about 50 ms of work per synchronisation, estimated from the warm-up.
+        per_call = warm_s / max(warm_calls, 1)
+        batch = int(min(max(0.05 / max(per_call, 1e-7), 1), 1000))
+        samples: list[float] = []
+        start = time.perf_counter()
+        while True:
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(batch)]
+            for begin, end in events:
+                if flush is not None:
+                    flush()
+                begin.record()
+                fn()
+                end.record()
+            sync()  # one sync per batch: the events are read only after all of them completed
+            for begin, end in events:
+                samples.append(max(begin.elapsed_time(end), 1e-6) / 1e3)  # ms -> s
+                stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+                if stop:
+                    return _finish("cuda_event", samples, warm_s, warm_calls, converged, reason,
+                                   flush is not None)
+
+
+def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: TimerConfig) -> Timing:
+    """Capture `graph_calls` calls in one graph; a sample is one replay / graph_calls.
+
+    Capture must happen on a side stream (not the default stream), after a warm-up on that stream
+    so that lazy initialisation (cuBLAS handles, autotuning) is not captured.
+    """
+    with torch.cuda.device(device):
+        sync = torch.cuda.synchronize
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            warm_s, warm_calls = _warm_up(fn, sync, config.warmup_s)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(config.graph_calls):
+                fn()
+        graph.replay()
+        sync()
+        samples: list[float] = []
+        start = time.perf_counter()
+        while True:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            samples.append(max(begin.elapsed_time(end), 1e-6) / 1e3 / config.graph_calls)
+            stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+            if stop:
+                return _finish("cuda_graph", samples, warm_s, warm_calls, converged, reason, False,
+                               calls_per_sample=config.graph_calls)

@@ -1,0 +1,131 @@
+"""The runner turns every outcome into a schema-valid record: ok, invalid, failed, skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from aibench.checks import compare
+from aibench.errors import Unsupported
+from aibench.records import Record, validate
+from aibench.runner import RunOptions, run_workload
+from aibench.timer import TimerConfig
+from aibench.workloads.registry import REGISTRY, Case, Check, Param, workload
+
+FAST = RunOptions(timer=TimerConfig(warmup_s=0.0, min_samples=5, min_time_s=0.001, max_time_s=1.0,
+                                    target_rel_se=0.5))
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def toy() -> Iterator[str]:
+    """A workload with one backend per outcome."""
+    wl = workload("test.toy", "toy", [Param("n", int, 32, "size")])
+    x = torch.randn(32, 32)
+
+    @wl.backend("ref", baseline=True)
+    def _ref(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x @ x, check=lambda: compare(x @ x, x.double() @ x.double(), 1e-4),
+                    flops=2 * 32**3, bytes=3 * 32 * 32 * 4, work={"items": 4}, dtype="float32")
+
+    @wl.backend("wrong")
+    def _wrong(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x @ x, check=lambda: compare(x @ x + 1, x.double() @ x.double(), 1e-4))
+
+    @wl.backend("nan")
+    def _nan(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x, check=lambda: compare(x * float("nan"), x, 1e-4))
+
+    @wl.backend("broken")
+    def _broken(p: dict, d: torch.device) -> Case:
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    @wl.backend("nofp8")
+    def _unsupported(p: dict, d: torch.device) -> Case:
+        raise Unsupported("no fp8 on this device")
+
+    @wl.backend("absent", available=lambda d: (False, "library X missing"))
+    def _absent(p: dict, d: torch.device) -> Case:
+        raise AssertionError("must not be set up")
+
+    @wl.backend("unchecked")
+    def _unchecked(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x @ x, flops=2 * 32**3)
+
+    yield wl.name
+    del REGISTRY[wl.name]
+
+
+def by_backend(name: str, **kw: object) -> dict[str, Record]:
+    return {o.record.backend: o.record for o in run_workload(name, {}, CPU, options=FAST, **kw)}
+
+
+def test_every_outcome_is_a_valid_record(toy: str) -> None:
+    recs = by_backend(toy)
+    for rec in recs.values():
+        validate(rec.to_dict())
+    assert next(iter(recs)) == "ref"  # baseline first
+    ok = recs["ref"]
+    assert ok.status == "ok" and ok.correctness["passed"] is True
+    assert ok.timing["n"] == len(ok.timing["samples_s"]) >= 5
+    med = ok.timing["median"]
+    assert ok.metrics["tflops"] == pytest.approx(2 * 32**3 / med / 1e12)
+    assert ok.metrics["gbps"] == pytest.approx(3 * 32 * 32 * 4 / med / 1e9)
+    assert ok.metrics["items_per_s"] == pytest.approx(4 / med)
+    assert "pct_peak_tflops" not in ok.metrics and "no datasheet peak" in ok.unavailable["pct_peak_tflops"]
+    assert ok.preview is True and ok.device["kind"] == "cpu"
+
+    assert recs["wrong"].status == "invalid" and recs["wrong"].timing is None
+    assert "relative error" in recs["wrong"].reason and recs["wrong"].metrics == {}
+    assert recs["nan"].status == "invalid" and "non-finite" in recs["nan"].reason
+    assert recs["broken"].status == "failed" and recs["broken"].reason == "RuntimeError: kernel exploded"
+    assert "traceback" in recs["broken"].details
+    assert recs["nofp8"].status == "skipped" and recs["nofp8"].reason == "no fp8 on this device"
+    assert recs["absent"].status == "skipped" and recs["absent"].reason == "library X missing"
+    unchecked = recs["unchecked"]
+    assert unchecked.status == "ok" and unchecked.correctness["checked"] is False
+    assert unchecked.metrics["speedup"] == pytest.approx(ok.timing["median"] / unchecked.timing["median"])
+
+
+def test_speedup_unavailable_when_baseline_failed(toy: str) -> None:
+    REGISTRY[toy].backends["ref"] = REGISTRY[toy].backends["ref"].__class__(
+        "ref", lambda p, d: Case(fn=lambda: None, check=lambda: Check(False, detail="bad")), baseline=True)
+    recs = by_backend(toy, backends=["unchecked", "ref"])
+    assert recs["ref"].status == "invalid"
+    assert "speedup" not in recs["unchecked"].metrics
+    assert "no valid timing" in recs["unchecked"].unavailable["speedup"]
+
+
+def test_record_round_trip_and_schema_rejects_garbage(toy: str) -> None:
+    import jsonschema
+
+    rec = by_backend(toy, backends=["ref"])["ref"]
+    data = rec.to_dict()
+    assert Record.from_dict(data).to_dict() == data
+    for mutate in (
+        lambda d: d.update(status="great"),
+        lambda d: d.update(schema_version=99),
+        lambda d: d["metrics"].update(tflops=-1.0),
+        lambda d: d["timing"].update(samples_s=[]),
+        lambda d: d.pop("telemetry"),
+    ):
+        bad = rec.to_dict()
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            validate(bad)
+
+
+def test_negative_or_nan_metric_refused_at_construction() -> None:
+    with pytest.raises(ValueError):
+        Record(id="x", workload="w", backend="b", params={}, device={}, status="ok", metrics={"gbps": float("nan")})
+
+
+def test_memory_copy_end_to_end_on_cpu() -> None:
+    recs = by_backend("memory.copy")
+    assert recs["torch"].status == "ok"
+    assert recs["torch"].metrics["gbps"] > 0
+    assert recs["torch"].params == {"mib": 8, "dtype": "float32"}  # preview size on CPU
+    assert recs["triton"].status == "ok" and recs["triton"].interpreted
+    assert recs["triton"].correctness["passed"] is True

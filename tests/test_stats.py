@@ -1,0 +1,87 @@
+"""Statistics on known samples, exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from aibench import stats
+
+SAMPLES = [4.0, 1.0, 3.0, 2.0, 10.0]  # sorted: 1 2 3 4 10
+
+
+def test_mean_median_stdev_exact() -> None:
+    assert stats.mean(SAMPLES) == 4.0
+    assert stats.median(SAMPLES) == 3.0
+    assert stats.median([1.0, 2.0, 3.0, 4.0]) == 2.5
+    # sum of squared deviations: 9 + 4 + 1 + 0 + 36 = 50; / (n - 1) = 12.5
+    assert stats.stdev(SAMPLES) == pytest.approx(math.sqrt(12.5), rel=1e-15)
+    assert stats.stdev([7.0]) == 0.0
+
+
+def test_percentile_linear_interpolation_matches_numpy_default() -> None:
+    np = pytest.importorskip("numpy")
+    for q in (0, 5, 25, 50, 75, 90, 95, 99, 100):
+        assert stats.percentile(SAMPLES, q) == pytest.approx(float(np.percentile(SAMPLES, q)), rel=1e-15)
+    assert stats.percentile(SAMPLES, 25) == 2.0
+    assert stats.percentile(SAMPLES, 90) == pytest.approx(7.6)  # 4 + 0.6 * (10 - 4)
+
+
+def test_mad_and_robust_noise() -> None:
+    # |x - 3| = 1 2 0 1 7 -> median 1
+    assert stats.mad(SAMPLES) == 1.0
+    assert stats.robust_sigma(SAMPLES) == pytest.approx(1.4826)
+    assert stats.rel_noise(SAMPLES) == pytest.approx(1.4826 / 3.0)
+    assert stats.rel_noise([2.0, 2.0, 2.0]) == 0.0
+
+
+def test_rel_stderr_median_formula() -> None:
+    # sigma = max(1.4826 * MAD, stdev / 4) = max(1.4826, 0.8839) = 1.4826
+    expected = math.sqrt(math.pi / 2) * 1.4826 / math.sqrt(5) / 3.0
+    assert stats.rel_stderr_median(SAMPLES) == pytest.approx(expected, rel=1e-12)
+    assert stats.rel_stderr_median([1.0]) == math.inf
+    # quantised timer: MAD 0 but samples differ -> a quarter of stdev still counts
+    quantised = [1.0] * 9 + [2.0]
+    assert stats.mad(quantised) == 0.0
+    assert stats.rel_stderr_median(quantised) > 0
+
+
+def test_rel_stderr_shrinks_with_more_samples() -> None:
+    few = [1.0, 1.1, 0.9, 1.05, 0.95]
+    assert stats.rel_stderr_median(few * 16) < stats.rel_stderr_median(few)
+
+
+def test_bootstrap_ci_is_deterministic_and_brackets_the_median() -> None:
+    data = [1.0 + 0.01 * ((i * 37) % 11) for i in range(50)]
+    lo, hi = stats.bootstrap_ci_median(data, seed=3)
+    assert (lo, hi) == stats.bootstrap_ci_median(data, seed=3)
+    assert lo <= stats.median(data) <= hi
+    assert min(data) <= lo and hi <= max(data)
+    assert stats.bootstrap_ci_median([5.0]) == (5.0, 5.0)
+    wide = stats.bootstrap_ci_median(data, confidence=0.99, seed=3)
+    assert wide[0] <= lo and wide[1] >= hi
+
+
+def test_summarize_has_every_statistic() -> None:
+    s = stats.summarize(SAMPLES)
+    assert s["n"] == 5 and s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 10.0
+    assert s["p25"] == 2.0 and s["p75"] == 4.0 and s["mad"] == 1.0
+    assert len(s["ci95_median"]) == 2
+
+
+def test_geomean() -> None:
+    assert stats.geomean([1.0, 4.0, 16.0]) == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        stats.geomean([1.0, 0.0])
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")]])
+def test_bad_input_raises(bad: list[float]) -> None:
+    with pytest.raises(ValueError):
+        stats.median(bad)
+
+
+def test_percentile_range_checked() -> None:
+    with pytest.raises(ValueError):
+        stats.percentile(SAMPLES, 101)

@@ -1,0 +1,70 @@
+"""The stopping rule (pure) and the CPU timer."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from aibench.timer import TimerConfig, measure, should_stop
+
+CFG = TimerConfig(warmup_s=0.0, min_samples=10, min_time_s=0.5, max_time_s=5.0, target_rel_se=0.01)
+
+
+def test_needs_min_samples_even_when_quiet() -> None:
+    assert should_stop([0.1] * 9, elapsed_s=1.0, config=CFG)[0] is False
+    stop, converged, reason = should_stop([0.1] * 10, elapsed_s=1.0, config=CFG)
+    assert stop and converged and "<=" in reason
+
+
+def test_needs_min_time_even_with_many_samples() -> None:
+    assert should_stop([0.001] * 400, elapsed_s=0.4, config=CFG)[0] is False  # 0.4 s sampled < 0.5
+
+
+def test_noisy_samples_keep_sampling_until_timeout() -> None:
+    noisy = [0.05, 0.1, 0.2, 0.4] * 5  # 20 samples, 3.75 s, very noisy
+    assert should_stop(noisy, elapsed_s=3.75, config=CFG)[0] is False
+    stop, converged, reason = should_stop(noisy, elapsed_s=5.0, config=CFG)
+    assert stop and not converged and "timeout" in reason
+
+
+def test_max_samples_bounds_the_record() -> None:
+    cfg = TimerConfig(warmup_s=0.0, min_samples=2, min_time_s=10.0, max_time_s=20.0, max_samples=50)
+    stop, _, reason = should_stop([1e-6] * 50, elapsed_s=0.1, config=cfg)
+    assert stop and "max_samples" in reason
+
+
+@pytest.mark.parametrize("kwargs", [{"min_samples": 1}, {"min_time_s": 2, "max_time_s": 1}, {"target_rel_se": 0}])
+def test_config_validation(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        TimerConfig(**kwargs)
+
+
+def test_cpu_timer_measures_and_keeps_raw_samples() -> None:
+    calls = itertools.count()
+    x = torch.randn(64, 64)
+
+    def fn() -> None:
+        next(calls)
+        x @ x
+
+    cfg = TimerConfig(warmup_s=0.01, min_samples=5, min_time_s=0.01, max_time_s=2.0, target_rel_se=0.5)
+    timing = measure(fn, torch.device("cpu"), cfg)
+    assert timing.method == "perf_counter"
+    assert len(timing.samples_s) == timing.stats["n"] >= 5
+    assert all(s > 0 for s in timing.samples_s)
+    assert timing.warmup_calls >= 1
+    assert next(calls) == timing.warmup_calls + len(timing.samples_s)
+    assert timing.stats["min"] <= timing.median_s <= timing.stats["max"]
+    d = timing.as_dict()
+    assert d["samples_s"] == timing.samples_s and d["method"] == "perf_counter" and d["l2_flush"] is False
+
+
+@pytest.mark.gpu
+def test_cuda_event_timer_flushes_l2() -> None:
+    x = torch.randn(4096, 4096, device="cuda")
+    timing = measure(lambda: x @ x, torch.device("cuda"), TimerConfig(min_time_s=0.1))
+    assert timing.method == "cuda_event" and timing.l2_flush
+    graph = measure(lambda: x.add_(1), torch.device("cuda"), TimerConfig(min_time_s=0.1, cuda_graph=True))
+    assert graph.method == "cuda_graph" and graph.calls_per_sample == 20
