@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 
 from aibench import __version__
+from aibench.jsonutil import json_safe, jsonable_params
 
 RECORD_KIND = "aibench.record"
 SCHEMA_VERSION = 1
@@ -27,17 +28,6 @@ STATUSES = ("ok", "failed", "skipped", "invalid")
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def json_safe(value: Any) -> Any:
-    """Recursively replace non-finite floats with None: strict JSON has no NaN or Infinity."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def not_checked(detail: str | None = None) -> dict[str, Any]:
@@ -90,7 +80,7 @@ class Record:
             "workload": self.workload,
             "backend": self.backend,
             "baseline": self.baseline,
-            "params": self.params,
+            "params": jsonable_params(self.params),
             "device": self.device,
             "preview": self.preview,
             "interpreted": self.interpreted,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aibench.errors import AibenchError, UsageError
+from aibench.jsonutil import jsonable_params
 from aibench.records import Record, now_iso, record_key
 from aibench.rundir import RunDir
 from aibench.runner import run_case
@@ -87,7 +88,7 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     options = session.options(timer, rules.energy_min_s)
     plan = suite.plan(mode, _plan_context(session))
     run.update(suite={**run.manifest["suite"], "entries": [
-        {"id": c.case_id, "entry": c.entry_id, "workload": c.workload, "params": c.params,
+        {"id": c.case_id, "entry": c.entry_id, "workload": c.workload, "params": jsonable_params(c.params),
          "backends": list(c.backends) if c.backends else None, "skip_reason": c.skip_reason} for c in plan
     ]})
     existing = run.records()

@@ -3,7 +3,8 @@
 Stopping rule (nvbench's `stdrel`, ../shared/reference/methods.md, applied to the median): keep
 sampling until the relative standard error of the median is under `target_rel_se`, but take at
 least `min_samples` samples and `min_time_s` of sampled time, and stop at `max_time_s` whatever
-the noise (then the timing says it did not converge).
+the noise (then the timing says it did not converge). `min_samples` is a hard floor, even past
+the timeout: a record with fewer samples would break the suite's run rules, which a verifier checks.
 
 On a GPU each sample is bracketed by CUDA events, with the L2 cache flushed before it (a memset
 of a buffer at least twice the L2, or 256 MiB as triton.testing.do_bench uses), so that a kernel
@@ -91,7 +92,7 @@ def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig) -> 
     if n >= config.max_samples:
         converged = n >= 2 and stats.rel_stderr_median(samples) <= config.target_rel_se
         return True, converged, f"reached max_samples={config.max_samples}"
-    if elapsed_s >= config.max_time_s:
+    if elapsed_s >= config.max_time_s and n >= config.min_samples:
         converged = n >= config.min_samples and stats.rel_stderr_median(samples) <= config.target_rel_se
         reason = "converged at timeout" if converged else f"timeout after {elapsed_s:.1f} s: noise target not met"
         return True, converged, reason

@@ -29,6 +29,12 @@ def test_noisy_samples_keep_sampling_until_timeout() -> None:
     assert stop and not converged and "timeout" in reason
 
 
+def test_min_samples_is_a_floor_even_past_the_timeout() -> None:
+    slow = [2.0, 2.1, 1.9]
+    assert should_stop(slow, elapsed_s=6.0, config=CFG)[0] is False
+    assert should_stop(slow * 4, elapsed_s=24.0, config=CFG)[0] is True
+
+
 def test_max_samples_bounds_the_record() -> None:
     cfg = TimerConfig(warmup_s=0.0, min_samples=2, min_time_s=10.0, max_time_s=20.0, max_samples=50)
     stop, _, reason = should_stop([1e-6] * 50, elapsed_s=0.1, config=cfg)

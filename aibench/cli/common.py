@@ -10,9 +10,11 @@ import click
 from rich.console import Console
 
 from aibench.errors import AibenchError, UsageError
+from aibench.jsonutil import json_safe
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class CliUsageError(click.ClickException):
@@ -42,7 +44,7 @@ def device_option(func: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """JSON on stdout, nothing else on stdout (progress and banners go to stderr)."""
-    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -47,9 +47,16 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
       aibench run memory.copy --device cpu --json
       aibench run gemm -p m=8192 -p n=8192 -p k=8192 -p dtype=bfloat16
     """
+    from aibench.devices import resolve
     from aibench.session import Session, timer_config
+    from aibench.workloads.registry import get
 
     overrides = parse_params(params)
+    # Validate everything the user typed before the (slower) session opens: errors come first.
+    wl = get(workload)
+    wl.resolve_params(overrides, preview=resolve(device_spec).type == "cpu")
+    for name in backends:
+        wl.get_backend(name)
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         timer = timer_config(session.rules, min_time_s=min_time, max_time_s=max_time,
@@ -66,7 +73,7 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
     else:
         console.print(records_table(records, title=workload))
         if session.run_dir is not None:
-            console.print(f"run directory: {session.run_dir.path}")
+            console.print(f"run directory: {session.run_dir.path}", soft_wrap=True)
 
 
 @click.command("list")

@@ -58,7 +58,7 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
         else:
             system = build_system_description(system_file, session.environment)
             run = suite_run.start_run(session, suite, mode, out, system)
-        err_console.print(f"suite {suite.name} {suite.version} ({mode}) -> {run.path}")
+        err_console.print(f"suite {suite.name} {suite.version} ({mode}) -> {run.path}", soft_wrap=True)
         records: list[dict] = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
@@ -86,4 +86,4 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
     for rec in run.records():
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    console.print(f"run directory: {run.path}")
+    console.print(f"run directory: {run.path}", soft_wrap=True)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from aibench.errors import UsageError
+from aibench.jsonutil import jsonable
 
 _MISSING: Any = object()
 
@@ -54,7 +55,7 @@ class Param:
                     raise ValueError(raw)
                 value: Any = lowered in ("1", "true", "yes", "on")
             elif self.type is float and isinstance(raw, str) and raw.strip().lower() in ("inf", "infinity"):
-                value = float("inf")
+                value = float("inf")  # e.g. request_rate=inf: every request arrives at t=0
             elif (self.type is int and isinstance(raw, float) and not raw.is_integer()) or (self.type is int and isinstance(raw, bool)):
                 raise ValueError(raw)
             else:
@@ -69,11 +70,11 @@ class Param:
         return value
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": self.default}
+        out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": jsonable(self.default)}
         if self.preview is not _MISSING:
-            out["preview"] = self.preview
+            out["preview"] = jsonable(self.preview)
         if self.choices is not None:
-            out["choices"] = list(self.choices)
+            out["choices"] = [jsonable(c) for c in self.choices]
         out["help"] = self.help
         return out
 
@@ -234,6 +235,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "aibench.workloads.gemm",
     "aibench.workloads.attention",
     "aibench.workloads.llm",
+    "aibench.workloads.llm_serve",
     "aibench.workloads.vision",
 )
 

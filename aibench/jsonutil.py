@@ -1,0 +1,31 @@
+"""JSON helpers shared by records, the registry and the CLI (no torch import: bundle verification
+stays fast)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively replace non-finite floats with None: strict JSON has no NaN or Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """A parameter value as JSON can hold it: infinite floats (request_rate=inf) become "inf",
+    which `Param.parse` reads back."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in params.items()}

@@ -1,0 +1,124 @@
+"""The CLI end to end: click's CliRunner for behaviour, a real subprocess for the entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aibench import __version__
+from aibench.cli import cli
+from aibench.records import validate
+
+FAST = ["--min-time", "0.01", "--max-time", "0.5", "--noise", "0.5", "--no-telemetry"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_list_json(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    names = {w["name"] for w in data["workloads"]}
+    assert {"memory.copy", "gemm", "attention.prefill", "attention.decode", "llm.decode"} <= names
+    copy = next(w for w in data["workloads"] if w["name"] == "memory.copy")
+    assert copy["backends"][0]["name"] == "torch" and copy["backends"][0]["baseline"]
+    assert {"gigafactory", "ci", "smoke"} <= {s["name"] for s in data["suites"]}
+    assert data["load_errors"] == {}
+
+
+def test_env_json(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    env = json.loads(result.output)
+    assert env["aibench"]["version"] == __version__
+    assert "python" in env and "gpus" in env
+
+
+def test_run_memory_copy_json(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["run", "memory.copy", "--device", "cpu", "--json", "-p", "mib=1", *FAST])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert [r["backend"] for r in records] == ["torch", "triton"]
+    for rec in records:
+        validate(rec)
+        assert rec["status"] == "ok" and rec["preview"] is True
+        assert rec["metrics"]["gbps"] > 0 and rec["timing"]["rel_noise"] is not None
+        assert len(rec["timing"]["samples_s"]) == rec["timing"]["n"]
+    assert records[1]["interpreted"] is True and "speedup" in records[1]["metrics"]
+
+
+def test_run_writes_a_run_directory(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["run", "memory.triad", "--device", "cpu", "-p", "mib=1", "--backend", "torch",
+                                 "--out", str(tmp_path), *FAST])
+    assert result.exit_code == 0, result.output
+    (run,) = list(tmp_path.iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["comparable"] is False
+    (line,) = (run / "records.jsonl").read_text().splitlines()
+    assert json.loads(line)["workload"] == "memory.triad"
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["run", "no.such"], 2, "unknown workload 'no.such'"),
+    (["run", "memory.copy", "-p", "mib=lots"], 2, "expects int"),
+    (["run", "memory.copy", "-p", "nonsense"], 2, "expected key=value"),
+    (["run", "memory.copy", "-p", "size=1"], 2, "has no parameter 'size'"),
+    (["run", "memory.copy", "--device", "tpu"], 2, "unknown device 'tpu'"),
+    (["run", "memory.copy", "--backend", "cuda"], 2, "has no backend 'cuda'"),
+    (["suite", "no-such-suite"], 2, "no-such-suite"),
+])
+def test_bad_input_is_one_line_with_exit_code(runner: CliRunner, args: list[str], code: int, message: str) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.path.exists("/dev/nvidia0"), reason="a GPU exists here")
+def test_cuda_device_without_gpu_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["run", "memory.copy", "--device", "cuda:0"])
+    assert result.exit_code == 2 and "no CUDA/ROCm GPU is visible" in result.output
+
+
+def _subprocess(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aibench", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_subprocess_run_json_and_error() -> None:
+    ok = _subprocess("run", "memory.copy", "--device", "cpu", "--json", "-p", "mib=1", "--backend", "torch", *FAST)
+    assert ok.returncode == 0, ok.stderr
+    (rec,) = json.loads(ok.stdout)
+    validate(rec)
+    bad = _subprocess("run", "memory.copy", "-p", "mib=x")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and "expects int" in bad.stderr
+
+
+@pytest.mark.slow
+def test_subprocess_smoke_suite_end_to_end(tmp_path: Path) -> None:
+    """The quick-start path on a CPU: the smoke suite runs, in preview mode, into a run directory."""
+    done = _subprocess("suite", "smoke", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "PREVIEW MODE" in done.stderr
+    (run,) = list(tmp_path.iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["comparable"] is False
+    assert manifest["suite"]["name"] == "smoke" and len(manifest["suite"]["sha256"]) == 64
+    records = [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
+    assert records and all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    assert str(run) in done.stdout

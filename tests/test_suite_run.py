@@ -1,0 +1,117 @@
+"""Suite runs: run directory contents, failures recorded, interruption and resume without loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aibench.records import validate
+from aibench.rundir import RunDir
+
+SUITE = """
+[suite]
+name = "resume-test"
+version = "1"
+description = "six copies, slow enough to be interrupted"
+
+[rules]
+min_time_s = 0.25
+min_samples = 3
+target_rel_se = 0.001
+warmup_s = 0.0
+max_time_s = 0.3
+energy_min_s = 0.0
+
+[[entry]]
+id = "copy"
+workload = "memory.copy"
+backends = ["torch"]
+preview = { params = { mib = 1 }, sweep = { mib = [1, 2, 3, 4, 5, 6] } }
+
+[[entry]]
+id = "later"
+workload = "collective.all_reduce"
+"""
+
+
+def _aibench(*args: str, **kw: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "aibench", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def _run_dir(out: Path) -> Path:
+    dirs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    suite = tmp_path / "resume.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "runs"
+    proc = _aibench("suite", str(suite), "--device", "cpu", "--out", str(out), "--no-telemetry")
+    deadline = time.monotonic() + 120
+    records = None
+    while time.monotonic() < deadline:
+        if out.exists() and any(out.iterdir()):
+            records = _run_dir(out) / "records.jsonl"
+            if records.exists() and len(records.read_text().splitlines()) >= 2:
+                break
+        if proc.poll() is not None:
+            pytest.fail(f"suite ended before it could be killed: {proc.communicate()}")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert records is not None
+    run = _run_dir(out)
+    before = _lines(records)
+    assert 2 <= len(before) < 7
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["finished_at"] is None
+
+    done = subprocess.run([sys.executable, "-m", "aibench", "suite", str(suite), "--device", "cpu",
+                           "--resume", str(run), "--no-telemetry"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    after = _lines(records)
+    keys = [(r["entry"], r["backend"]) for r in after]
+    assert len(keys) == len(set(keys)) == 7  # six copies + one skipped entry, none twice
+    assert after[: len(before)] == before  # what was finished before the kill is kept as it was
+    assert {r["params"]["mib"] for r in after if r["workload"] == "memory.copy"} == {1, 2, 3, 4, 5, 6}
+    skipped = [r for r in after if r["entry"] == "later"]
+    assert skipped[0]["status"] == "skipped" and "not available in this build" in skipped[0]["reason"]
+    for r in after:
+        validate(r)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["comparable"] is False
+
+
+def test_truncated_record_line_is_dropped_on_resume(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "x", {"comparable": False})
+    with open(run.records_path, "w") as f:
+        f.write('{"id": "a"}\n{"id": "b", "sta')  # killed mid-write
+    reopened = RunDir.open_existing(run.path)
+    assert reopened.records() == [{"id": "a"}]
+    assert run.records_path.read_text() == '{"id": "a"}\n'
+
+
+def test_open_existing_rejects_a_non_run(tmp_path: Path) -> None:
+    from aibench.errors import AibenchError
+
+    with pytest.raises(AibenchError, match="not a run directory"):
+        RunDir.open_existing(tmp_path)
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(AibenchError, match="not valid JSON"):
+        RunDir.open_existing(tmp_path)
