@@ -1,0 +1,225 @@
+"""The `gemm` workload: C[M, N] = A[M, K] @ B[K, N], vendor BLAS against the Triton kernel.
+
+Backends: `torch` (baseline: torch.matmul, i.e. cuBLAS / hipBLASLt; torch._scaled_mm for fp8)
+and `triton` (aibench.kernels.matmul). Shapes from real models: aibench.workloads.shapes.
+The runner derives TFLOP/s, % of peak and the speedup over the baseline from `flops`, `bytes`
+and `dtype`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from aibench import devices
+from aibench.checks import compare, tolerance_for
+from aibench.errors import Unsupported, UsageError
+from aibench.kernels.matmul import (
+    fp8_unsupported_reason,
+    matmul,
+    matmul_bytes,
+    matmul_flops,
+    matmul_reference,
+    tuned_config,
+)
+from aibench.workloads.registry import Case, Check, Param, workload
+
+DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float8_e4m3fn": torch.float8_e4m3fn,
+}
+_FP8_MAX = 448.0  # largest finite float8_e4m3fn value: per-tensor scales map amax onto it
+# Past this many output elements the check compares a sample of rows (all columns): the
+# comparison runs in float64 on the CPU, and a 405B gate_up output has 872M elements.
+_FULL_CHECK_MAX_ELEMENTS = 2**26
+_CHECK_ROWS = 1024
+# Above this many multiply-adds a GPU reference runs in IEEE fp32 (error ~1e-6, under every
+# tolerance) rather than float64, which is slow on most GPUs and doubles the memory.
+_FLOAT64_REFERENCE_MAX_MNK = 2**30
+
+gemm = workload(
+    "gemm",
+    "Dense matrix product C = A @ B (cuBLAS/hipBLASLt vs the Triton kernel)",
+    params=[
+        Param("m", int, 4096, "rows of A and C (tokens)", preview=64),
+        Param("n", int, 4096, "columns of B and C (output features)", preview=48),
+        Param("k", int, 4096, "inner dimension (input features)", preview=40),
+        Param("dtype", str, "bfloat16", "input dtype (fp8: per-tensor scales, bf16 output)", choices=tuple(DTYPES)),
+        Param("tf32", bool, False, "float32 only: allow TF32 tensor cores in both backends"),
+        Param("fast_accum", bool, False, "float8 only: accumulate in the MMA's reduced precision (both backends)"),
+        Param("transpose_b", bool, False, "B is a transposed [N, K] weight, w.t(), as in nn.Linear (fp8: always)"),
+        Param("seed", int, 0, "seed of the random inputs"),
+    ],
+)
+
+
+class _Inputs:
+    """The operands of one product, allocated once at setup (never timed)."""
+
+    def __init__(self, p: dict[str, Any], device: torch.device) -> None:
+        self.m, self.n, self.k = p["m"], p["n"], p["k"]
+        if min(self.m, self.n, self.k) < 1:
+            raise UsageError(f"gemm needs m, n, k >= 1; got m={self.m}, n={self.n}, k={self.k}")
+        self.dtype = DTYPES[p["dtype"]]
+        self.fp8 = self.dtype == torch.float8_e4m3fn
+        self.tf32 = bool(p["tf32"]) and self.dtype == torch.float32
+        self.fast_accum = bool(p["fast_accum"]) and self.fp8
+        # fp8 B is always a transposed weight: torch._scaled_mm takes column-major B only.
+        self.transpose_b = bool(p["transpose_b"]) or self.fp8
+        self.out_dtype = torch.bfloat16 if self.fp8 else self.dtype
+        if self.fp8 and (reason := fp8_unsupported_reason(device)):
+            raise Unsupported(reason)
+        self._require_memory(device)
+
+        g = torch.Generator(device=device).manual_seed(p["seed"])
+        gen_dtype = torch.bfloat16 if self.fp8 else self.dtype
+        self.a = torch.randn(self.m, self.k, generator=g, device=device, dtype=gen_dtype)
+        w_shape = (self.n, self.k) if self.transpose_b else (self.k, self.n)
+        w = torch.randn(w_shape, generator=g, device=device, dtype=gen_dtype)
+        w.mul_(self.k**-0.5)  # outputs ~ N(0, 1) whatever K: no fp16 overflow, no tiny norms
+        self.a_scale: torch.Tensor | None = None
+        self.b_scale: torch.Tensor | None = None
+        if self.fp8:
+            self.a, self.a_scale = _quantize_fp8(self.a)
+            w, self.b_scale = _quantize_fp8(w)
+        self.b = w.t() if self.transpose_b else w
+
+    def _require_memory(self, device: torch.device) -> None:
+        if device.type != "cuda":
+            return
+        in_bytes = 2 if self.fp8 else self.dtype.itemsize  # fp8 inputs are drawn in bf16 first
+        need = matmul_bytes(self.m, self.n, self.k, in_bytes, self.out_dtype.itemsize)
+        free, _total = torch.cuda.mem_get_info(device)
+        if need > 0.9 * free:
+            raise Unsupported(
+                f"gemm {self.m}x{self.n}x{self.k} {self.dtype} needs {need / 2**30:.1f} GiB; "
+                f"the device has {free / 2**30:.1f} GiB free"
+            )
+
+    @property
+    def dtype_key(self) -> str:
+        """Names the tolerance row and the peak-TFLOP/s row (none exists for tf32: no % of peak)."""
+        return "tf32" if self.tf32 else str(self.dtype).replace("torch.", "")
+
+    def case(self, fn: Callable[[], torch.Tensor], backend_details: dict[str, Any]) -> Case:
+        rows = _check_rows(self.m, self.n, self.a.device)
+        on_gpu = self.a.device.type != "cpu"
+        ref_dtype = (
+            torch.float32 if on_gpu and self.m * self.n * self.k > _FLOAT64_REFERENCE_MAX_MNK else torch.float64
+        )
+
+        def check() -> Check:
+            out = fn()
+            a = self.a if rows is None else self.a[rows]
+            ref = matmul_reference(a, self.b, a_scale=self.a_scale, b_scale=self.b_scale, dtype=ref_dtype)
+            return compare(out if rows is None else out[rows], ref, tolerance_for(self.dtype_key))
+
+        details = {
+            "m": self.m,
+            "n": self.n,
+            "k": self.k,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "out_dtype": str(self.out_dtype).replace("torch.", ""),
+            "tf32": self.tf32,
+            "fast_accum": self.fast_accum,
+            "transpose_b": self.transpose_b,
+            "check_rows": "all" if rows is None else int(rows.numel()),
+            "reference_dtype": str(ref_dtype).replace("torch.", ""),
+            **backend_details,
+        }
+        return Case(
+            fn=fn,
+            check=check,
+            flops=matmul_flops(self.m, self.n, self.k),
+            bytes=matmul_bytes(self.m, self.n, self.k, self.dtype.itemsize, self.out_dtype.itemsize),
+            dtype=self.dtype_key,
+            details=details,
+        )
+
+
+def _quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor fp8: x ~ scale * x8, with the scale mapping amax onto the e4m3 maximum."""
+    scale = (x.abs().amax().float() / _FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
+    x8 = (x / scale.to(x.dtype)).clamp_(-_FP8_MAX, _FP8_MAX).to(torch.float8_e4m3fn)
+    return x8, scale.reshape(())
+
+
+def _check_rows(m: int, n: int, device: torch.device) -> torch.Tensor | None:
+    """None: check every row; else a seeded sample of rows, first and last included."""
+    if m * n <= _FULL_CHECK_MAX_ELEMENTS or m <= _CHECK_ROWS:
+        return None
+    g = torch.Generator().manual_seed(m * 1_000_003 + n)
+    picked = torch.randperm(m, generator=g)[: _CHECK_ROWS - 2]
+    rows = torch.cat([torch.tensor([0, m - 1]), picked]).unique()  # unique() also sorts
+    return rows.to(device)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """torch's TF32 switch for fp32 matmuls, set for the call and restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@gemm.backend("torch", baseline=True, description="torch.matmul (cuBLAS / hipBLASLt); torch._scaled_mm for fp8")
+def _gemm_torch(p: dict[str, Any], device: torch.device) -> Case:
+    x = _Inputs(p, device)
+    a, b = x.a, x.b
+    if x.fp8:
+        if not hasattr(torch, "_scaled_mm"):
+            raise Unsupported(f"torch {torch.__version__} has no torch._scaled_mm for fp8")
+
+        def fn() -> torch.Tensor:
+            return torch._scaled_mm(
+                a, b, scale_a=x.a_scale, scale_b=x.b_scale, out_dtype=x.out_dtype, use_fast_accum=x.fast_accum
+            )
+
+        op = "torch._scaled_mm"
+    elif x.dtype == torch.float32:
+
+        def fn() -> torch.Tensor:
+            with _tf32(x.tf32):
+                return torch.matmul(a, b)
+
+        op = "torch.matmul"
+    else:
+
+        def fn() -> torch.Tensor:
+            return torch.matmul(a, b)
+
+        op = "torch.matmul"
+    try:
+        fn()  # warm-up outside the timer; also how _scaled_mm's shape limits surface
+        devices.synchronize(device)
+    except RuntimeError as exc:
+        raise Unsupported(f"{op} cannot run this case: {exc}") from exc
+    return x.case(fn, {"op": op})
+
+
+@gemm.backend("triton", available=devices.triton_usable, description="aibench.kernels.matmul (Triton)")
+def _gemm_triton(p: dict[str, Any], device: torch.device) -> Case:
+    x = _Inputs(p, device)
+    a, b = x.a, x.b
+
+    def fn() -> torch.Tensor:
+        return matmul(
+            a, b, allow_tf32=x.tf32, a_scale=x.a_scale, b_scale=x.b_scale, fp8_fast_accum=x.fast_accum
+        )
+
+    details: dict[str, Any] = {"op": "aibench.kernels.matmul", "interpreted": devices.is_interpreted(device)}
+    if device.type != "cpu":
+        # Autotuning happens on the first call of each shape: do it here, outside the timer
+        # (and outside any CUDA graph capture), and record the config it picked.
+        fn()
+        devices.synchronize(device)
+        details["config"] = tuned_config()
+    return x.case(fn, details)
