@@ -1,0 +1,529 @@
+"""A compact Llama-family decoder (gpt-fast style): RMSNorm, RoPE, GQA, SwiGLU or MoE, static KV cache.
+
+    model = Transformer(ModelArgs.from_name("tiny"))
+    model.setup_cache(max_batch=4, max_seq=256)
+    logits = model(tokens)                                   # plain causal forward, [B, S, V]
+    logits = model(tokens, input_pos=pos, slots=slots)       # through the cache, row b -> slots[b]
+
+RoPE uses Hugging Face's "rotate_half" layout (the two halves of a head are the pair, not
+interleaved neighbours), so HF q/k weights load unpermuted. The rotation angles are computed
+in fp32 as HF's LlamaRotaryEmbedding does, so an fp32 model reproduces HF logits.
+
+Backends: `attn_backend` / `matmul_backend` "torch" (SDPA / F.linear) or "triton"
+(aibench.kernels.attention / .matmul, imported lazily: a missing kernel raises Unsupported).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aibench.errors import Unsupported
+from aibench.models.config import ModelArgs, RopeScaling
+
+
+def _kernel(name: str) -> Any:
+    """aibench.kernels.<name>, looked up at call time (the kernels are optional)."""
+    try:
+        return getattr(importlib.import_module("aibench.kernels"), name)
+    except (ImportError, AttributeError) as exc:
+        raise Unsupported(f"the triton backend needs aibench.kernels.{name}, which is unavailable: {exc}") from exc
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, backend: str = "torch") -> Tensor:
+    """x @ weight.T (+ bias): F.linear, or the Triton matmul over the flattened tokens."""
+    if backend == "torch":
+        return F.linear(x, weight, bias)
+    out = _kernel("matmul")(x.reshape(-1, x.shape[-1]), weight.t())  # [M, K] @ [K, N]
+    out = out.view(*x.shape[:-1], weight.shape[0])
+    return out + bias if bias is not None else out
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose matmul backend can be switched (see Transformer.set_backends)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, backend: str = "torch") -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.backend = backend
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias, self.backend)
+
+
+# --- RoPE -------------------------------------------------------------------------------------
+
+
+def llama3_scale_inv_freq(inv_freq: Tensor, s: RopeScaling) -> Tensor:
+    """Llama 3.1 frequency scaling (HF `_compute_llama3_parameters`, same fp32 arithmetic).
+
+    Wavelengths shorter than original_ctx / high_freq_factor keep their frequency; longer than
+    original_ctx / low_freq_factor are slowed by `factor`; in between the two are blended by
+    smooth = (original_ctx / wavelen - low) / (high - low).
+    """
+    old_ctx = s.original_max_position_embeddings
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_ctx / s.low_freq_factor, inv_freq / s.factor, inv_freq)
+    smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+    blended = (1 - smooth) * scaled / s.factor + smooth * scaled
+    medium = (wavelen >= old_ctx / s.high_freq_factor) & (wavelen <= old_ctx / s.low_freq_factor)
+    return torch.where(medium, blended, scaled)
+
+
+def rope_inv_freq(head_dim: int, base: float, scaling: RopeScaling | None = None) -> Tensor:
+    """Inverse frequencies [head_dim / 2] in fp32, computed on the CPU as HF computes them."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    return llama3_scale_inv_freq(inv_freq, scaling) if scaling is not None else inv_freq
+
+
+def precompute_freqs_cis(args: ModelArgs, seq_len: int, device: torch.device | str | None = None) -> Tensor:
+    """cos and sin per position in rotate_half layout: [seq_len, 2, head_dim], fp32.
+
+    Angles are fp32 products position * inv_freq, as in HF (not fp64): the same rounding.
+    """
+    inv_freq = rope_inv_freq(args.head_dim, args.rope_base, args.rope_scaling).to(device)
+    t = torch.arange(seq_len, device=device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)  # [L, D/2]
+    emb = torch.cat((freqs, freqs), dim=-1)  # [L, D]
+    return torch.stack((emb.cos(), emb.sin()), dim=1)
+
+
+def apply_rotary_emb(x: Tensor, freqs_cis: Tensor) -> Tensor:
+    """x [B, S, H, D], freqs_cis [B or 1, S, 2, D] -> x rotated, in x's dtype (math in fp32)."""
+    cos, sin = freqs_cis[:, :, None, 0], freqs_cis[:, :, None, 1]  # [B, S, 1, D]
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)  # rotate_half
+    return (xf * cos + rotated * sin).type_as(x)
+
+
+# --- Blocks -----------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # HF order: normalise in fp32, cast back, then scale (matters in bf16/fp16).
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.type_as(x)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Rows [row0, row0 + rows) of a batch live in cache slots [slot0, slot0 + rows) and end at `end`."""
+
+    row0: int
+    rows: int
+    slot0: int
+    end: int
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """How one forward call uses the static cache (built once per call, shared by the layers)."""
+
+    input_pos: Tensor  # [B, S] positions of the new tokens
+    slot_index: Tensor  # [B, 1] cache slot of each row (for the writes)
+    slots: Tensor | None  # [B] as given; None: rows 0..B-1, read without a gather
+    mask: Tensor | None  # [B, 1, S, L] key visible to query (torch backend)
+    spans: tuple[Span, ...] | None  # host-side row groups (triton backend)
+
+
+class KVCache(nn.Module):
+    def __init__(self, max_batch: int, max_seq: int, n_kv_head: int, head_dim: int,
+                 device: torch.device | str | None, dtype: torch.dtype) -> None:
+        super().__init__()
+        shape = (max_batch, n_kv_head, max_seq, head_dim)
+        # Not persistent: a checkpoint never carries (or expects) cache contents.
+        self.register_buffer("k_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, view: CacheView, k: Tensor, v: Tensor) -> None:
+        # k, v [B, S, Hkv, D]; advanced indices around a slice put their dims first: [B, S, Hkv, D].
+        self.k_cache[view.slot_index, :, view.input_pos] = k.to(self.k_cache.dtype)
+        self.v_cache[view.slot_index, :, view.input_pos] = v.to(self.v_cache.dtype)
+
+    def rows(self, view: CacheView, batch: int) -> tuple[Tensor, Tensor]:
+        """The rows' caches [B, Hkv, L, D]: a view for default slots, a gather otherwise."""
+        if view.slots is None:
+            return self.k_cache[:batch], self.v_cache[:batch]
+        return self.k_cache[view.slots], self.v_cache[view.slots]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = args.n_head, args.n_kv_head, args.head_dim
+        total_head_dim = (args.n_head + 2 * args.n_kv_head) * args.head_dim
+        self.wqkv = Linear(args.dim, total_head_dim, bias=args.qkv_bias, backend=args.matmul_backend)
+        self.wo = Linear(args.n_head * args.head_dim, args.dim, bias=False, backend=args.matmul_backend)
+        self.kv_cache: KVCache | None = None
+        self.backend = args.attn_backend
+        self.scale = 1.0 / math.sqrt(args.head_dim)
+
+    def forward(self, x: Tensor, freqs_cis: Tensor, cache: CacheView | None) -> Tensor:
+        B, S, _ = x.shape
+        kv_size = self.n_kv_head * self.head_dim
+        q, k, v = self.wqkv(x).split([self.n_head * self.head_dim, kv_size, kv_size], dim=-1)
+        q = apply_rotary_emb(q.view(B, S, self.n_head, self.head_dim), freqs_cis)  # [B, S, Hq, D]
+        k = apply_rotary_emb(k.view(B, S, self.n_kv_head, self.head_dim), freqs_cis)  # [B, S, Hkv, D]
+        v = v.view(B, S, self.n_kv_head, self.head_dim)
+        q = q.transpose(1, 2)  # [B, Hq, S, D]
+        if cache is None:
+            y = self._causal(q, k.transpose(1, 2), v.transpose(1, 2))
+        else:
+            assert self.kv_cache is not None
+            self.kv_cache.update(cache, k, v)
+            y = self._cached_triton(q, cache) if self.backend == "triton" else self._cached_torch(q, cache)
+        return self.wo(y.transpose(1, 2).reshape(B, S, self.n_head * self.head_dim))
+
+    def _causal(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        if self.backend == "triton":
+            return _kernel("attention")(q, k, v, causal=True, scale=self.scale)  # any strides
+        group = self.n_head // self.n_kv_head
+        # Repeat K/V rather than SDPA's enable_gqa: keeps the fused (flash) kernels eligible.
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+
+    def _cached_torch(self, q: Tensor, cache: CacheView) -> Tensor:
+        B, _, S, D = q.shape
+        kc, vc = self.kv_cache.rows(cache, B)  # [B, Hkv, L, D]
+        kc, vc = kc.to(q.dtype), vc.to(q.dtype)
+        group = self.n_head // self.n_kv_head
+        if S == 1:
+            # Decode: fold the query heads of a group together, so K/V are read once, never copied.
+            qg = q.reshape(B, self.n_kv_head, group, D)  # [B, Hkv, G, D]
+            scores = (qg @ kc.transpose(-1, -2)) * self.scale  # [B, Hkv, G, L]
+            scores = scores.float().masked_fill(~cache.mask, float("-inf"))
+            y = scores.softmax(dim=-1).to(q.dtype) @ vc  # [B, Hkv, G, D]
+            return y.reshape(B, self.n_head, 1, D)
+        kc, vc = kc.repeat_interleave(group, dim=1), vc.repeat_interleave(group, dim=1)
+        return F.scaled_dot_product_attention(q, kc, vc, attn_mask=cache.mask, scale=self.scale)
+
+    def _cached_triton(self, q: Tensor, cache: CacheView) -> Tensor:
+        assert cache.spans is not None and self.kv_cache is not None
+        attention = _kernel("attention")
+        kc_all, vc_all = self.kv_cache.k_cache, self.kv_cache.v_cache
+        out = None if len(cache.spans) == 1 else torch.empty_like(q)
+        for sp in cache.spans:
+            # The row's keys are cache[:end]; bottom-right causal alignment puts query i at end - S + i.
+            kc = kc_all[sp.slot0 : sp.slot0 + sp.rows, :, : sp.end].to(q.dtype)
+            vc = vc_all[sp.slot0 : sp.slot0 + sp.rows, :, : sp.end].to(q.dtype)
+            y = attention(q[sp.row0 : sp.row0 + sp.rows], kc, vc, causal=True, scale=self.scale)
+            if out is None:
+                return y
+            out[sp.row0 : sp.row0 + sp.rows] = y
+        assert out is not None
+        return out
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.w1 = Linear(args.dim, args.intermediate_size, backend=args.matmul_backend)  # gate_proj
+        self.w3 = Linear(args.dim, args.intermediate_size, backend=args.matmul_backend)  # up_proj
+        self.w2 = Linear(args.intermediate_size, args.dim, backend=args.matmul_backend)  # down_proj
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class MoEFeedForward(nn.Module):
+    """Mixtral-style experts: each token goes to its top-k experts, weighted by a softmax over
+    those k router logits (= Mixtral's full softmax renormalised over the top k)."""
+
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        E, D, inter = args.n_expert, args.dim, args.intermediate_size
+        self.top_k = args.n_expert_per_tok
+        self.gate = Linear(D, E, backend=args.matmul_backend)  # router
+        self.w1 = nn.Parameter(torch.empty(E, inter, D))
+        self.w3 = nn.Parameter(torch.empty(E, inter, D))
+        self.w2 = nn.Parameter(torch.empty(E, D, inter))
+        self.backend = args.matmul_backend
+        self.routing: list[Tensor] | None = None  # see record_routing / replay_routing
+        self.replay = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = x.reshape(-1, x.shape[-1])  # [T, D]
+        logits = self.gate(t)  # [T, E]
+        if self.replay:
+            if not self.routing:
+                raise ValueError("replay_routing: no recorded expert choices left for this call")
+            idx = self.routing.pop(0)
+            top = logits.gather(-1, idx)
+        else:
+            top, idx = torch.topk(logits, self.top_k, dim=-1)  # [T, k]
+            if self.routing is not None:
+                self.routing.append(idx)
+        weights = top.float().softmax(dim=-1).to(t.dtype)  # [T, k]
+        if self.backend == "torch" and idx.numel() <= self.w1.shape[0]:
+            y = self._gathered(t, idx, weights)
+        else:
+            y = self._grouped(t, idx, weights)
+        return y.view_as(x)
+
+    def _gathered(self, t: Tensor, idx: Tensor, weights: Tensor) -> Tensor:
+        # Few tokens (decode): gather their experts' weights. No host sync, so CUDA-graph and
+        # torch.compile friendly (Inductor fuses the gather into the matmul; eager copies it).
+        h = F.silu(torch.einsum("td,tkid->tki", t, self.w1[idx])) * torch.einsum("td,tkid->tki", t, self.w3[idx])
+        y = torch.einsum("tki,tkdi->tkd", h, self.w2[idx])  # [T, k, D]
+        return torch.einsum("tkd,tk->td", y, weights)
+
+    def _grouped(self, t: Tensor, idx: Tensor, weights: Tensor) -> Tensor:
+        # Many tokens (prefill): one matmul per expert over its tokens (syncs to find them).
+        out = torch.zeros_like(t)
+        flat_idx, flat_w = idx.flatten(), weights.flatten()
+        for e in range(self.w1.shape[0]):
+            sel = (flat_idx == e).nonzero().squeeze(-1)  # [n_e] positions in [T * k]
+            if sel.numel() == 0:
+                continue
+            tok = sel // self.top_k
+            xe = t[tok]
+            h = F.silu(linear(xe, self.w1[e], backend=self.backend)) * linear(xe, self.w3[e], backend=self.backend)
+            out.index_add_(0, tok, linear(h, self.w2[e], backend=self.backend) * flat_w[sel, None])
+        return out
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.attention = Attention(args)
+        self.feed_forward: nn.Module = MoEFeedForward(args) if args.is_moe else FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x: Tensor, freqs_cis: Tensor, cache: CacheView | None) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), freqs_cis, cache)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layer))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.output = Linear(args.dim, args.vocab_size, bias=False, backend=args.matmul_backend)
+        self.tie_weights()
+        self.max_batch = 0
+        self.max_seq = 0
+        self._freqs_cis: Tensor | None = None  # fp32 table, kept out of .to(dtype) on purpose
+        self._register_load_state_dict_pre_hook(self._load_hook)
+
+    @classmethod
+    def from_name(cls, name: str) -> Transformer:
+        return cls(ModelArgs.from_name(name))
+
+    def tie_weights(self) -> None:
+        if self.args.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def _load_hook(self, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+        # Hugging Face layout (model.layers.N.self_attn.q_proj ...) -> ours (fused wqkv ...).
+        if any(key.startswith(prefix + "model.") for key in state_dict):
+            from aibench.models.loader import hf_to_native
+
+            hf = {k[len(prefix) :]: state_dict.pop(k) for k in list(state_dict) if k.startswith(prefix)}
+            native = hf_to_native(hf, self.args, consume=True)
+            state_dict.update({prefix + k: v for k, v in native.items()})
+
+    def set_backends(self, attn: str | None = None, matmul: str | None = None) -> None:
+        """Switch kernels on the same weights ("torch" or "triton")."""
+        self.args = self.args.replace(attn_backend=attn or self.args.attn_backend,
+                                      matmul_backend=matmul or self.args.matmul_backend)
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.backend = self.args.attn_backend
+            elif isinstance(m, (Linear, MoEFeedForward)):
+                m.backend = self.args.matmul_backend
+
+    def setup_cache(self, max_batch: int, max_seq: int, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> None:
+        """Allocate a static KV cache [max_batch, Hkv, max_seq, D] per layer (replacing any old one)."""
+        if max_batch <= 0 or max_seq <= 0:
+            raise ValueError(f"setup_cache needs max_batch > 0 and max_seq > 0, got {max_batch}, {max_seq}")
+        device = device if device is not None else self.output.weight.device
+        dtype = dtype if dtype is not None else self.output.weight.dtype
+        for layer in self.layers:
+            layer.attention.kv_cache = None  # free the old cache before allocating the new one
+            layer.attention.kv_cache = KVCache(max_batch, max_seq, self.args.n_kv_head, self.args.head_dim,
+                                               device, dtype)
+        self.max_batch, self.max_seq = max_batch, max_seq
+        self._freqs(max_seq, torch.device(device))
+
+    def _freqs(self, n: int, device: torch.device) -> Tensor:
+        f = self._freqs_cis
+        if f is None or f.shape[0] < n or f.device != device:
+            length = max(n, self.max_seq, f.shape[0] if f is not None else 0)
+            f = self._freqs_cis = precompute_freqs_cis(self.args, -(-length // 256) * 256, device)
+        return f
+
+    def forward(self, tokens: Tensor, input_pos: Tensor | None = None, slots: Tensor | None = None) -> Tensor:
+        B, S = tokens.shape
+        if input_pos is None:
+            if slots is not None:
+                raise ValueError("slots given without input_pos: the cache is only used with input_pos")
+            freqs_cis = self._freqs(S, tokens.device)[:S].unsqueeze(0)  # [1, S, 2, D]
+            cache = None
+        else:
+            cache = self._cache_view(input_pos, slots, B, S)
+            freqs_cis = self._freqs(self.max_seq, tokens.device)[input_pos]  # [B, S, 2, D]
+        x = self.tok_embeddings(tokens)  # [B, S, D]
+        for layer in self.layers:
+            x = layer(x, freqs_cis, cache)
+        return self.output(self.norm(x))  # [B, S, V]
+
+    def _cache_view(self, input_pos: Tensor, slots: Tensor | None, B: int, S: int) -> CacheView:
+        if self.max_seq == 0:
+            raise ValueError("input_pos given but no cache: call setup_cache(max_batch, max_seq) first")
+        if tuple(input_pos.shape) != (B, S):
+            raise ValueError(f"input_pos must be [B, S] = [{B}, {S}], got {list(input_pos.shape)}")
+        if slots is not None and tuple(slots.shape) != (B,):
+            raise ValueError(f"slots must be [B] = [{B}], got {list(slots.shape)}")
+        if slots is None and self.max_batch < B:
+            raise ValueError(f"batch {B} exceeds the cache's max_batch {self.max_batch}")
+        rows = slots if slots is not None else torch.arange(B, device=input_pos.device)
+        if self.args.attn_backend == "triton":
+            spans = _spans(input_pos, rows, self.max_batch, self.max_seq)
+            return CacheView(input_pos, rows[:, None], slots, None, spans)
+        key_pos = torch.arange(self.max_seq, device=input_pos.device)
+        mask = (key_pos <= input_pos[..., None]).unsqueeze(1)  # [B, 1, S, L]: no key beyond its row
+        return CacheView(input_pos, rows[:, None], slots, mask, None)
+
+
+def _spans(input_pos: Tensor, slots: Tensor, max_batch: int, max_seq: int) -> tuple[Span, ...]:
+    """Group rows for the Triton kernel, which takes one key length per call (one host sync)."""
+    pos, sl = input_pos.cpu(), slots.cpu()
+    S = pos.shape[1]
+    ends = pos[:, -1] + 1
+    if not torch.equal(pos, ends[:, None] - S + torch.arange(S)):
+        raise ValueError("the triton attention backend needs consecutive positions within each row")
+    if int(ends.max()) > max_seq or int(pos.min()) < 0 or int(sl.min()) < 0 or int(sl.max()) >= max_batch:
+        raise ValueError(f"positions or slots out of the cache's range [{max_batch} slots, {max_seq} positions]")
+    spans: list[Span] = []
+    for b, (slot, end) in enumerate(zip(sl.tolist(), ends.tolist())):
+        last = spans[-1] if spans else None
+        if last is not None and last.end == end and last.slot0 + last.rows == slot:
+            spans[-1] = Span(last.row0, last.rows + 1, last.slot0, end)
+        else:
+            spans.append(Span(b, 1, slot, end))
+    return tuple(spans)
+
+
+@contextmanager
+def record_routing(model: Transformer) -> Iterator[list[list[Tensor]]]:
+    """Collect each MoE layer's expert choices [T, k], one entry per forward call, while open."""
+    moes = [m for m in model.modules() if isinstance(m, MoEFeedForward)]
+    tape: list[list[Tensor]] = [[] for _ in moes]
+    for m, calls in zip(moes, tape):
+        m.routing, m.replay = calls, False
+    try:
+        yield tape
+    finally:
+        for m in moes:
+            m.routing = None
+
+
+@contextmanager
+def replay_routing(model: Transformer, tape: list[list[Tensor]]) -> Iterator[None]:
+    """Teacher forcing: MoE layers reuse recorded choices (same calls in the same order), so a
+    check compares numerics rather than near-tie routing flips that rounding legitimately causes."""
+    moes = [m for m in model.modules() if isinstance(m, MoEFeedForward)]
+    for m, calls in zip(moes, tape):
+        m.routing, m.replay = list(calls), True
+    try:
+        yield
+    finally:
+        for m in moes:
+            m.routing, m.replay = None, False
+
+
+# --- Reference ----------------------------------------------------------------------------------
+
+
+def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.to(x.dtype)
+
+
+@torch.no_grad()
+def reference_logits(model: Transformer, tokens: Tensor, positions: Tensor | list[int] | None = None,
+                     dtype: torch.dtype = torch.float64, routing: Sequence[Tensor] | None = None) -> Tensor:
+    """The model's logits computed in plain math (no cache, no kernels) in `dtype`: the reference
+    of the workloads' checks. Weights are upcast one matrix at a time, so an 8B model's fp64
+    reference needs one layer's worth of fp64, not a full fp64 copy.
+
+    tokens [B, S] -> logits [B, P, V] at `positions` (default: all S). `routing`: per MoE layer,
+    expert choices [B * S, k] to use instead of the reference's own top-k (teacher forcing).
+    """
+    a = model.args
+    B, S = tokens.shape
+    Hq, Hkv, D = a.n_head, a.n_kv_head, a.head_dim
+    group = Hq // Hkv
+
+    def up(w: Tensor | None) -> Tensor | None:
+        return None if w is None else w.to(dtype)
+
+    x = model.tok_embeddings.weight[tokens].to(dtype)  # [B, S, dim]
+    fc = precompute_freqs_cis(a, S, tokens.device).to(dtype)  # the model's own fp32 angles
+    cos, sin = fc[None, :, None, 0], fc[None, :, None, 1]  # [1, S, 1, D]
+    causal = torch.ones(S, S, dtype=torch.bool, device=tokens.device).tril()
+
+    def rope(t: Tensor) -> Tensor:
+        t1, t2 = t.chunk(2, dim=-1)
+        return t * cos + torch.cat((-t2, t1), dim=-1) * sin
+
+    for i, layer in enumerate(model.layers):
+        att = layer.attention
+        h = _rms(x, layer.attention_norm.weight, a.norm_eps)
+        q, k, v = F.linear(h, up(att.wqkv.weight), up(att.wqkv.bias)).split([Hq * D, Hkv * D, Hkv * D], -1)
+        q, k, v = rope(q.view(B, S, Hq, D)), rope(k.view(B, S, Hkv, D)), v.view(B, S, Hkv, D)
+        y = torch.empty_like(q)
+        for g in range(Hkv):  # one KV head (and its query group) at a time: [B, G, S, S] scores
+            qs = q[:, :, g * group : (g + 1) * group]
+            scores = torch.einsum("bsgd,btd->bgst", qs, k[:, :, g]) / math.sqrt(D)
+            p = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            y[:, :, g * group : (g + 1) * group] = torch.einsum("bgst,btd->bsgd", p, v[:, :, g])
+        x = x + F.linear(y.reshape(B, S, Hq * D), up(att.wo.weight))
+        h = _rms(x, layer.ffn_norm.weight, a.norm_eps)
+        ff = layer.feed_forward
+        if isinstance(ff, MoEFeedForward):
+            x = x + _reference_moe(ff, h, dtype, None if routing is None else routing[i])
+        else:
+            x = x + F.linear(F.silu(F.linear(h, up(ff.w1.weight))) * F.linear(h, up(ff.w3.weight)), up(ff.w2.weight))
+    h = _rms(x, model.norm.weight, a.norm_eps)
+    if positions is not None:
+        h = h[:, torch.as_tensor(positions, device=h.device)]
+    return F.linear(h, model.output.weight.to(dtype))
+
+
+def _reference_moe(ff: MoEFeedForward, h: Tensor, dtype: torch.dtype, idx: Tensor | None) -> Tensor:
+    # Mixtral's formulation: softmax over all experts, keep the top k, renormalise.
+    t = h.reshape(-1, h.shape[-1])
+    probs = F.linear(t, ff.gate.weight.to(dtype)).softmax(dim=-1)
+    if idx is None:
+        top, idx = probs.topk(ff.top_k, dim=-1)
+    else:
+        top = probs.gather(-1, idx.to(probs.device))
+    top = top / top.sum(dim=-1, keepdim=True)
+    out = torch.zeros_like(t)
+    for e in range(ff.w1.shape[0]):
+        tok, j = torch.where(idx == e)
+        if tok.numel():
+            xe = t[tok]
+            y = F.linear(F.silu(F.linear(xe, ff.w1[e].to(dtype))) * F.linear(xe, ff.w3[e].to(dtype)), ff.w2[e].to(dtype))
+            out.index_add_(0, tok, y * top[tok, j, None])
+    return out.view_as(h)

@@ -1,0 +1,292 @@
+"""Where a model's weights come from: random with a fixed seed, or a Hugging Face checkpoint folder.
+
+A checkpoint folder holds config.json and safetensors weights (one `model.safetensors`, or shards
+listed by `model.safetensors.index.json`). Both config.json styles are read: Llama 3.x Hub files
+(`rope_theta`, `rope_scaling`) and recent transformers (`rope_parameters`). HF q/k/v projections
+are fused into `wqkv` by `hf_to_native` (Transformer's load hook); q/k need no permutation
+because the model's RoPE uses HF's rotate_half layout.
+
+Errors: a missing folder, config.json or weight file -> FileNotFoundError naming the path;
+anything wrong inside them (architecture, config value, tensor name or shape) -> ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from aibench.models.config import ModelArgs, RopeScaling
+from aibench.models.llama import Transformer
+
+ARCHITECTURES: dict[str, str] = {  # architecture -> family
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "MixtralForCausalLM": "mixtral",
+}
+_MODEL_TYPES = {family: arch for arch, family in ARCHITECTURES.items()}
+# Tensors a checkpoint may carry that the model recomputes or does not use.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+# --- Random weights ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def random_model(args: ModelArgs, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 seed: int = 0) -> Transformer:
+    """A model with N(0, 0.02) weights (norms 1), generated directly on `device` in `dtype`."""
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = Transformer(args)
+    model = model.to(dtype=dtype).to_empty(device=device)  # allocate once, in the target dtype
+    model.tie_weights()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for name, p in model.named_parameters():  # a tied table is listed (and drawn) once
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+        else:
+            p.normal_(0.0, 0.02, generator=gen)
+    return model.eval().requires_grad_(False)
+
+
+# --- Config -----------------------------------------------------------------------------------
+
+
+def _get(cfg: Mapping[str, Any], key: str, kind: type, default: Any = ...) -> Any:
+    if key not in cfg or cfg[key] is None:
+        if default is ...:
+            raise ValueError(f"config.json: missing required key {key!r}")
+        return default
+    value = cfg[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else isinstance(value, kind)
+    if not ok or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"config.json: {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _rope(cfg: Mapping[str, Any]) -> tuple[float, RopeScaling | None]:
+    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"config.json: rope_parameters/rope_scaling must be an object, got {params!r}")
+    theta = float(_get(params, "rope_theta", float, _get(cfg, "rope_theta", float, 10000.0)))
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type == "default":
+        return theta, None
+    if rope_type != "llama3":
+        raise ValueError(f"config.json: unsupported rope_type {rope_type!r} (supported: default, llama3)")
+    try:
+        scaling = RopeScaling(
+            factor=float(_get(params, "factor", float)),
+            low_freq_factor=float(_get(params, "low_freq_factor", float)),
+            high_freq_factor=float(_get(params, "high_freq_factor", float)),
+            original_max_position_embeddings=int(_get(params, "original_max_position_embeddings", int,
+                                                      _get(cfg, "max_position_embeddings", int, 8192))),
+        )
+    except ValueError as exc:
+        raise ValueError(f"config.json: {exc}") from None
+    return theta, scaling
+
+
+def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
+    """ModelArgs from a Hugging Face config.json dict (Llama, Mistral, Qwen2, Mixtral)."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"config.json must hold a JSON object, got {type(cfg).__name__}")
+    archs = cfg.get("architectures") or [_MODEL_TYPES.get(str(cfg.get("model_type")), "")]
+    arch = archs[0] if isinstance(archs, list) and archs else str(archs)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"config.json: unsupported architecture {arch or cfg.get('model_type')!r} "
+                         f"(supported: {', '.join(ARCHITECTURES)})")
+    family = ARCHITECTURES[arch]
+    if cfg.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"config.json: hidden_act {cfg.get('hidden_act')!r} unsupported (only silu)")
+    for flag in ("mlp_bias", "attention_bias"):
+        if family in ("llama", "mistral") and cfg.get(flag):
+            raise ValueError(f"config.json: {flag}=true is unsupported")
+    if cfg.get("partial_rotary_factor", 1.0) not in (1, 1.0, None):
+        raise ValueError("config.json: partial_rotary_factor != 1 is unsupported")
+    theta, scaling = _rope(cfg)
+    window = cfg.get("sliding_window")
+    if family == "qwen2" and not cfg.get("use_sliding_window", False):
+        window = None
+    try:
+        return ModelArgs(
+            vocab_size=_get(cfg, "vocab_size", int),
+            dim=_get(cfg, "hidden_size", int),
+            n_layer=_get(cfg, "num_hidden_layers", int),
+            n_head=_get(cfg, "num_attention_heads", int),
+            n_kv_head=_get(cfg, "num_key_value_heads", int, 0),
+            head_dim=_get(cfg, "head_dim", int, 0),
+            intermediate_size=_get(cfg, "intermediate_size", int),
+            norm_eps=float(_get(cfg, "rms_norm_eps", float, 1e-6)),
+            rope_base=theta,
+            rope_scaling=scaling,
+            block_size=_get(cfg, "max_position_embeddings", int, 2048),
+            qkv_bias=family == "qwen2",  # Qwen2 always has q/k/v biases (and none on o_proj)
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            n_expert=_get(cfg, "num_local_experts", int, 0) if family == "mixtral" else 0,
+            n_expert_per_tok=_get(cfg, "num_experts_per_tok", int, 2),
+            sliding_window=window if isinstance(window, int) and not isinstance(window, bool) else None,
+            name=name or arch,
+        )
+    except ValueError as exc:
+        raise ValueError(f"config.json: {exc}") from None
+
+
+# --- Tensor layout ----------------------------------------------------------------------------
+
+
+def hf_tensor_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    """Every tensor a HF checkpoint of `args` must hold, with its shape."""
+    D, hd, inter = args.dim, args.head_dim, args.intermediate_size
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (args.vocab_size, D),
+                                          "model.norm.weight": (D,)}
+    if not args.tie_embeddings:
+        shapes["lm_head.weight"] = (args.vocab_size, D)
+    for i in range(args.n_layer):
+        p = f"model.layers.{i}."
+        for proj, heads in (("q", args.n_head), ("k", args.n_kv_head), ("v", args.n_kv_head)):
+            shapes[f"{p}self_attn.{proj}_proj.weight"] = (heads * hd, D)
+            if args.qkv_bias:
+                shapes[f"{p}self_attn.{proj}_proj.bias"] = (heads * hd,)
+        shapes[f"{p}self_attn.o_proj.weight"] = (D, args.n_head * hd)
+        shapes[f"{p}input_layernorm.weight"] = (D,)
+        shapes[f"{p}post_attention_layernorm.weight"] = (D,)
+        if args.is_moe:
+            shapes[f"{p}block_sparse_moe.gate.weight"] = (args.n_expert, D)
+            for e in range(args.n_expert):
+                q = f"{p}block_sparse_moe.experts.{e}."
+                shapes.update({q + "w1.weight": (inter, D), q + "w3.weight": (inter, D), q + "w2.weight": (D, inter)})
+        else:
+            shapes.update({p + "mlp.gate_proj.weight": (inter, D), p + "mlp.up_proj.weight": (inter, D),
+                           p + "mlp.down_proj.weight": (D, inter)})
+    return shapes
+
+
+def hf_to_native(hf: Mapping[str, Tensor], args: ModelArgs, *, consume: bool = False) -> dict[str, Tensor]:
+    """HF tensor names and layout -> this model's state dict (q/k/v fused, experts stacked).
+
+    `consume=True` pops each tensor from `hf` (a dict) as it is converted, so that a layer's
+    unfused q/k/v and per-expert matrices are freed once fused: the peak stays near one model.
+    """
+    take: Callable[[str], Tensor] = hf.pop if consume else hf.__getitem__  # type: ignore[attr-defined]
+    try:
+        return _hf_to_native(take, args)
+    except KeyError as exc:
+        raise ValueError(f"checkpoint is missing tensor {exc.args[0]!r}") from None
+
+
+def _hf_to_native(take: Callable[[str], Tensor], args: ModelArgs) -> dict[str, Tensor]:
+    embed = take("model.embed_tokens.weight")
+    out = {"tok_embeddings.weight": embed, "norm.weight": take("model.norm.weight"),
+           "output.weight": embed if args.tie_embeddings else take("lm_head.weight")}
+    for i in range(args.n_layer):
+        p, n = f"model.layers.{i}.", f"layers.{i}."
+        attn = p + "self_attn."
+        out[n + "attention.wqkv.weight"] = torch.cat([take(f"{attn}{x}_proj.weight") for x in "qkv"])
+        if args.qkv_bias:
+            out[n + "attention.wqkv.bias"] = torch.cat([take(f"{attn}{x}_proj.bias") for x in "qkv"])
+        out[n + "attention.wo.weight"] = take(attn + "o_proj.weight")
+        out[n + "attention_norm.weight"] = take(p + "input_layernorm.weight")
+        out[n + "ffn_norm.weight"] = take(p + "post_attention_layernorm.weight")
+        if args.is_moe:
+            moe = p + "block_sparse_moe."
+            out[n + "feed_forward.gate.weight"] = take(moe + "gate.weight")
+            for w in ("w1", "w2", "w3"):  # Mixtral's expert names are already w1 (gate), w2 (down), w3 (up)
+                out[f"{n}feed_forward.{w}"] = torch.stack(
+                    [take(f"{moe}experts.{e}.{w}.weight") for e in range(args.n_expert)])
+        else:
+            for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+                out[f"{n}feed_forward.{ours}.weight"] = take(f"{p}mlp.{theirs}.weight")
+    return out
+
+
+# --- Checkpoint folder ------------------------------------------------------------------------
+
+
+def read_config(path: str | Path) -> ModelArgs:
+    folder = _folder(path)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no config.json in checkpoint folder {folder}")
+    try:
+        cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
+    return args_from_hf_config(cfg, name=folder.name)
+
+
+def weight_files(path: str | Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it (index.json, model.safetensors, or *.safetensors)."""
+    from safetensors import safe_open
+
+    folder = _folder(path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{index} is not a valid safetensors index (needs a weight_map): {exc}") from None
+        files = {name: folder / shard for name, shard in weight_map.items()}
+        for shard in sorted(set(files.values())):
+            if not shard.is_file():
+                raise FileNotFoundError(f"shard {shard} listed in {index} does not exist")
+        return files
+    shards = [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else sorted(
+        folder.glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"no *.safetensors weights in {folder} (pytorch_model.bin is not supported)")
+    files = {}
+    for shard in shards:
+        with safe_open(str(shard), framework="pt") as f:
+            files.update(dict.fromkeys(f.keys(), shard))
+    return files
+
+
+def from_pretrained(path: str | Path, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Transformer:
+    """Load a Hugging Face checkpoint folder into a Transformer on `device` in `dtype`."""
+    from safetensors import safe_open
+
+    args = read_config(path)
+    files = weight_files(path)
+    expected = hf_tensor_shapes(args)
+    device = torch.device(device)
+    missing = sorted(set(expected) - set(files))
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ValueError(f"checkpoint {path} is missing tensor {missing[0]!r}{more}")
+    allowed = set(expected) | ({"lm_head.weight"} if args.tie_embeddings else set())
+    unexpected = sorted(n for n in files if n not in allowed and not n.endswith(_IGNORED_SUFFIXES))
+    if unexpected:
+        raise ValueError(f"checkpoint {path} has unexpected tensor {unexpected[0]!r} "
+                         f"({len(unexpected)} in all) for architecture {args.name}")
+    hf: dict[str, Tensor] = {}
+    for shard in sorted({files[n] for n in expected}):
+        # One tensor at a time through host memory, cast and moved as it arrives: the host never
+        # holds more than one tensor, the device never more than the model (plus one layer's q/k/v).
+        with safe_open(str(shard), framework="pt") as f:
+            for name in (n for n in expected if files[n] == shard):
+                shape = tuple(f.get_slice(name).get_shape())
+                if shape != expected[name]:
+                    raise ValueError(f"tensor {name!r} in {shard.name}: expected shape "
+                                     f"{list(expected[name])}, got {list(shape)}")
+                hf[name] = f.get_tensor(name).to(device=device, dtype=dtype)
+    native = hf_to_native(hf, args, consume=True)  # frees the unfused tensors as it goes
+    with torch.device("meta"):
+        model = Transformer(args)
+    model.load_state_dict(native, strict=True, assign=True)  # the tensors become the parameters
+    model.tie_weights()
+    return model.eval().requires_grad_(False)
+
+
+def _folder(path: str | Path) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {folder} does not exist (or is not a folder)")
+    return folder
