@@ -1,0 +1,189 @@
+"""`llm.serve`: online LLM serving measured in-process (vLLM `bench serve` metrics, methods.md).
+
+Requests arrive at a request rate (gamma gaps, `burstiness` 1 = Poisson; `inf` = all at once),
+up to a client max-concurrency, and are served by aibench.models.serve.Engine: continuous
+batching over the model's static KV cache, greedy decoding, random weights (fixed seed).
+The case measures itself (`Case.measure`): its samples are per-request end-to-end latencies and
+its metrics TTFT / TPOT / ITL / E2EL statistics, throughputs and goodput under the SLOs
+(aibench.models.serving_metrics). `Case.fn` is one batched decode step of `max_batch` rows, for
+the energy window: `work` counts the tokens that one step emits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from aibench import devices
+from aibench.checks import tolerance_for
+from aibench.errors import Unsupported, UsageError
+from aibench.models import serve
+from aibench.models import serving_metrics as sm
+from aibench.models.arrivals import Request, make_requests, max_total_len
+from aibench.workloads.registry import Case, CustomMeasurement, Param, workload
+
+_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Without an explicit max_batch the cache gets one slot per concurrent request, at most 256
+# slots (InferenceX's sweep tops out at 256 users per GPU; methods.md).
+AUTO_MAX_BATCH = 256
+# Warm-up requests (excluded from metrics): they trigger lazy initialisation, kernel selection
+# and allocator growth; a few tokens each are enough for that.
+WARMUP_REQUESTS, WARMUP_TOKENS = 2, 16
+# Each concurrency level of a sweep serves this many "waves" of `level` requests at rate inf, so
+# that most of the run is at full concurrency rather than ramping up or down.
+SWEEP_WAVES = 4
+# The batching check: three requests with different prompt lengths (rows at different cache
+# positions), a few generated tokens each, served together and then alone.
+CHECK_REQUESTS, CHECK_TOKENS = 3, 8
+
+PARAMS = (
+    Param("model", str, "llama-3.1-8b", "named model configuration (aibench.models.config)", preview="tiny"),
+    Param("num_requests", int, 128, "requests measured (after the warm-up)", preview=8),
+    Param("request_rate", float, math.inf, "requests per second, or inf to send all at t=0"),
+    Param("burstiness", float, 1.0, "gamma shape of the arrival gaps: 1 Poisson, <1 burstier"),
+    Param("max_concurrency", int, 32, "most requests in flight (0: no cap)", preview=4),
+    Param("max_batch", int, 0, "KV-cache slots (0: the concurrency, at most 256)"),
+    Param("input_len", int, 1024, "prompt tokens (the minimum when input_len_max is set)", preview=16),
+    Param("output_len", int, 256, "generated tokens (the minimum when output_len_max is set)", preview=8),
+    Param("input_len_max", int, 0, "draw prompt lengths uniformly up to this (0: fixed)"),
+    Param("output_len_max", int, 0, "draw output lengths uniformly up to this (0: fixed)"),
+    Param("dataset", str, "", "JSON Lines or CSV file of input_len,output_len pairs (overrides lengths)"),
+    Param("slo_ttft_ms", float, 2000.0, "goodput SLO on time to first token (ms)"),
+    Param("slo_tpot_ms", float, 100.0, "goodput SLO on time per output token (ms)"),
+    Param("concurrency_sweep", str, "", "concurrency levels for the InferenceX curve, e.g. '1,4,16,64'",
+          preview="1,2"),
+    Param("dtype", str, "bfloat16", "weights, activations and KV cache", choices=tuple(_DTYPES), preview="float32"),
+    Param("seed", int, 0, "seed of the weights, prompts, lengths and arrivals"),
+)
+
+serve_wl = workload("llm.serve", "LLM online serving: TTFT, TPOT, ITL, throughput, goodput (continuous batching)",
+                    PARAMS)
+
+
+def _triton_usable(device: torch.device) -> tuple[bool, str | None]:
+    try:
+        from aibench.models.config import BACKENDS
+    except ImportError as exc:
+        return False, f"the LLM model is unavailable: {exc}"
+    if "triton" not in BACKENDS:
+        return False, "the model has no triton attention backend"
+    return devices.triton_usable(device)
+
+
+def _plan(p: dict[str, Any], vocab_size: int) -> tuple[list[Request], float, list[int], int]:
+    """The measured requests, the concurrency cap, the sweep levels and the cache's batch."""
+    if p["num_requests"] < 1:
+        raise UsageError(f"num_requests must be >= 1, got {p['num_requests']}")
+    if p["max_concurrency"] < 0 or p["max_batch"] < 0:
+        raise UsageError("max_concurrency and max_batch must be >= 0 (0: automatic)")
+    requests = make_requests(
+        p["num_requests"], vocab_size=vocab_size, input_len=p["input_len"], output_len=p["output_len"],
+        input_len_max=p["input_len_max"] or None, output_len_max=p["output_len_max"] or None,
+        dataset=p["dataset"] or None, rate=p["request_rate"], burstiness=p["burstiness"], seed=p["seed"],
+    )
+    cap = float(p["max_concurrency"]) if p["max_concurrency"] else math.inf
+    levels = serve.parse_levels(p["concurrency_sweep"])
+    wanted = max([min(cap, len(requests)), *levels])
+    max_batch = p["max_batch"] or int(min(wanted, AUTO_MAX_BATCH))
+    return requests, cap, levels, max_batch
+
+
+def _sweep_requests(p: dict[str, Any], vocab_size: int, level: int) -> list[Request]:
+    return make_requests(
+        SWEEP_WAVES * level, vocab_size=vocab_size, input_len=p["input_len"], output_len=p["output_len"],
+        input_len_max=p["input_len_max"] or None, output_len_max=p["output_len_max"] or None,
+        dataset=p["dataset"] or None, seed=p["seed"] + 1,
+    )
+
+
+def _check_requests(requests: list[Request]) -> list[Request]:
+    prompt = max(requests, key=lambda r: r.input_len).prompt
+    n = len(prompt)
+    lengths = [n, max(1, n // 2), max(1, n // 3 - 1)]
+    return [Request(i, 0.0, prompt[:length], min(CHECK_TOKENS, requests[0].output_len))
+            for i, length in enumerate(lengths[:CHECK_REQUESTS])]
+
+
+def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
+    try:
+        from aibench.models.config import ModelArgs
+        from aibench.models.loader import random_model
+        from aibench.models.memory import activation_bytes, ensure_fits
+    except ImportError as exc:
+        raise Unsupported(f"the LLM model is unavailable: {exc}") from exc
+    try:
+        args = ModelArgs.from_name(p["model"], attn_backend=attn_backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    dtype = _DTYPES[p["dtype"]]
+    requests, cap, levels, max_batch = _plan(p, args.vocab_size)
+    sweeps = {level: _sweep_requests(p, args.vocab_size, level) for level in levels}
+    checks = _check_requests(requests)
+    max_seq = max(max_total_len(r) for r in (requests, checks, *sweeps.values()))
+    if max_seq > args.block_size:
+        raise UsageError(f"requests need {max_seq} positions; model {args.name} supports {args.block_size}")
+    # Weights + KV cache + the activations of the longest prefill must fit, else skip with numbers.
+    longest = max(r.input_len for r in (*requests, *checks))
+    ensure_fits(args, max_batch, max_seq, dtype, device, extra_bytes=activation_bytes(args, longest, dtype))
+
+    model = random_model(args, device=device, dtype=dtype, seed=p["seed"])
+    model.setup_cache(max_batch, max_seq, device=device, dtype=dtype)
+    engine = serve.Engine(model, max_batch=max_batch, max_seq=max_seq, device=device)
+    slo = sm.SLO(ttft_s=p["slo_ttft_ms"] / 1e3, tpot_s=p["slo_tpot_ms"] / 1e3)
+    warmup = [replace(r, id=i, arrival_s=0.0, output_len=min(r.output_len, WARMUP_TOKENS))
+              for i, r in enumerate(requests[:WARMUP_REQUESTS])]
+
+    def measure(_timer_config: Any) -> CustomMeasurement:
+        # Self-timed: a fixed request set, not a timer loop (the timer config does not apply).
+        engine.run(warmup)
+        run = engine.run(requests, max_concurrency=cap)
+        serve.require_tokens(run, requests)
+        metrics = run.metrics(slo)
+        # The runner derives `tokens_per_s` from work / median sample, which for a serving run
+        # (median = a request's latency) is meaningless: state the serving rate instead.
+        metrics["tokens_per_s"] = metrics["output_tokens_per_s"]
+        details: dict[str, Any] = {
+            "slo": {"ttft_ms": p["slo_ttft_ms"], "tpot_ms": p["slo_tpot_ms"]},
+            "decode_steps": run.decode_steps,
+            "max_running": run.max_running,
+            "warmup_requests": len(warmup),
+        }
+        if levels:
+            points = serve.sweep_concurrency(engine, lambda level: sweeps[level], levels, slo)
+            details["concurrency_sweep"] = sm.sweep_table(points)
+        return CustomMeasurement([sm.e2el(t) for t in run.timings()], metrics, details)
+
+    return Case(
+        fn=engine.decode_step_fn(max_batch),
+        check=lambda: serve.check_isolation(engine, checks, tie_tolerance=tolerance_for(dtype)),
+        work={"tokens": max_batch},
+        dtype=p["dtype"],
+        measure=measure,
+        details={
+            "model": args.name,
+            "attn_backend": attn_backend,
+            "max_batch": max_batch,
+            "max_seq": max_seq,
+            "max_concurrency": None if math.isinf(cap) else int(cap),
+            "num_gpus": 1,
+            "engine": "continuous batching, static KV cache, one prefill per request, greedy decoding",
+            "weights": f"random N(0, 0.02), seed {p['seed']}",
+            "energy_fn": f"one decode step of {max_batch} rows",
+        },
+        # A serving step reads tokens back to the host (a sync) and the Triton path syncs to
+        # group rows: neither can be captured in a CUDA graph.
+        cuda_graph_ok=False,
+    )
+
+
+@serve_wl.backend("torch", baseline=True, description="PyTorch attention (SDPA / masked matmul) and F.linear")
+def _serve_torch(p: dict[str, Any], device: torch.device) -> Case:
+    return _case(p, device, "torch")
+
+
+@serve_wl.backend("triton", available=_triton_usable, description="Triton attention kernel, F.linear matmuls")
+def _serve_triton(p: dict[str, Any], device: torch.device) -> Case:
+    return _case(p, device, "triton")
