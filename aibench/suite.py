@@ -1,0 +1,370 @@
+"""Suites: one TOML file names the workloads, shapes and run rules of a benchmark campaign.
+
+This module loads, validates and expands a suite into a plan of cases; running the plan is the
+runner's job. The format:
+
+    [suite]
+    name = "gigafactory"            # required
+    version = "1.0.0"               # required: bump it when a change makes results incomparable
+    description = "..."
+
+    [rules]                         # run rules of a full run (fields of `RunRules`, all optional)
+    min_time_s = 0.5                # least sampled time per measurement
+    min_samples = 10                # least samples per measurement (>= 2: one sample has no spread)
+    target_rel_se = 0.01            # stop once the median's relative standard error is this small
+    warmup_s = 0.25
+    max_time_s = 10.0               # stop here whatever the noise (the record says "not converged")
+    seed = 0
+    energy_min_s = 2.0              # energy windows are stretched to this (counter granularity)
+    flush_l2 = true
+    cuda_graph = false
+    [quick.rules]                   # --quick: overrides of [rules]
+    [preview.rules]                 # preview (CPU) mode: overrides of [rules] + [quick.rules]
+
+    [[entry]]
+    id = "gemm-llama3-8b"           # required, unique, [a-z0-9._-]
+    workload = "gemm"               # required: a workload name (`aibench list`)
+    description = "..."             # optional
+    backends = ["torch", "triton"]  # optional: default every backend of the workload
+    params = { dtype = "bfloat16" } # fixed parameters
+    shape_set = "llama3-8b"         # one case per shape (aibench.workloads.shapes)
+    sweep = { batch = [1, 8, 64] }  # cartesian product over the listed values
+    quick = { shape_set = "...", sweep = {...}, params = {...}, backends = [...], skip = false }
+    preview = { shape_set = "...", sweep = {...}, params = {...}, backends = [...], skip = false }
+    requires = { gpus = 2, gpu = true, fp8 = true }   # any of them
+
+A case's parameters are params, overlaid with one shape of the set, overlaid with one point of
+the sweep (so `sweep = { m = [1, 4096] }` over a GEMM shape set picks its token counts). Its id
+is "<entry id>/k=v,..." over the shape's and the sweep's values; cases whose parameters coincide
+are planned once. `quick` overlays the full entry: its shape_set and backends replace the
+entry's, its sweep axes and params replace those of the same name. `preview` does NOT inherit the
+entry (full-size params would run for hours on a CPU): a preview case is the workload's preview
+defaults, overlaid with `preview.params` and expanded by `preview.shape_set` / `preview.sweep`.
+An unmet `requires`, a workload missing from this build or `skip = true` gives one skipped case
+for the entry, with the reason. Validation (aibench.suite_check) names the file, line and key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.resources
+import itertools
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from aibench.errors import SuiteError, UsageError
+from aibench.workloads import registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+MODES: tuple[str, ...] = ("full", "quick", "preview")
+
+# Workload names aibench defines, built or not: a suite may name one this build lacks (its cases
+# are skipped with a reason); a name outside this set and the registry is a typo (an error).
+KNOWN_WORKLOADS: frozenset[str] = frozenset({
+    "memory.copy", "memory.triad", "gemm", "attention.prefill", "attention.decode",
+    "llm.prefill", "llm.decode", "llm.serve", "vision.resnet50", "vision.vit_b16",
+    "collective.all_reduce", "collective.all_gather", "collective.reduce_scatter",
+    "collective.all_to_all", "collective.broadcast",
+})
+SHAPES_MODULE = "aibench.workloads.shapes"
+# Which table of the shapes module holds a workload's shape sets.
+SHAPE_SET_TABLES: dict[str, str] = {
+    "gemm": "GEMM_SHAPE_SETS",
+    "attention.prefill": "ATTENTION_PREFILL_SETS",
+    "attention.decode": "ATTENTION_DECODE_SETS",
+}
+
+
+
+@dataclass(frozen=True)
+class RunRules:
+    """How long and how often each measurement runs (see the module docstring)."""
+
+    min_time_s: float = 0.5
+    min_samples: int = 10
+    target_rel_se: float = 0.01
+    warmup_s: float = 0.25
+    max_time_s: float = 10.0
+    seed: int = 0
+    energy_min_s: float = 2.0
+    flush_l2: bool = True
+    cuda_graph: bool = False
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) for each value out of range; the timer's own limits included."""
+        out: list[tuple[str, str]] = []
+        if self.min_samples < 2:
+            out.append(("min_samples", "must be at least 2 (one sample has no spread)"))
+        if not 0 < self.target_rel_se < 1:
+            out.append(("target_rel_se", "must be in (0, 1)"))
+        for name in ("min_time_s", "warmup_s", "energy_min_s", "seed"):
+            if getattr(self, name) < 0:
+                out.append((name, "must not be negative"))
+        if self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
+            out.append(("max_time_s", f"must be positive and >= min_time_s ({self.min_time_s})"))
+        return out
+
+    def to_timer_config(self) -> Any:
+        """The `aibench.timer.TimerConfig` of these rules."""
+        from aibench.timer import TimerConfig
+
+        return TimerConfig(warmup_s=self.warmup_s, min_samples=self.min_samples, min_time_s=self.min_time_s,
+                           max_time_s=self.max_time_s, target_rel_se=self.target_rel_se,
+                           flush_l2=self.flush_l2, cuda_graph=self.cuda_graph)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Requires:
+    gpus: int = 0  # at least this many GPUs
+    gpu: bool = False
+    fp8: bool = False
+
+    def unmet(self, ctx: PlanContext) -> str | None:
+        if self.gpus > ctx.gpus:
+            return f"needs {self.gpus} GPUs, {ctx.gpus} visible"
+        if self.gpu and not ctx.is_gpu:
+            return "needs a GPU (this run is on a CPU)"
+        if self.fp8 and not ctx.fp8:
+            return "needs fp8 support, which this device lacks"
+        return None
+
+
+@dataclass(frozen=True)
+class ModeOverride:
+    """An entry's `quick` or `preview` table."""
+
+    shape_set: str | None = None
+    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    skip: bool = False
+    backends: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    workload: str
+    params: Mapping[str, Any]
+    backends: tuple[str, ...] | None = None
+    shape_set: str | None = None
+    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    quick: ModeOverride = field(default_factory=ModeOverride)
+    preview: ModeOverride = field(default_factory=ModeOverride)
+    requires: Requires = field(default_factory=Requires)
+    description: str = ""
+
+    def expansion(self, mode: str) -> ModeOverride:
+        """What this entry runs in one mode: params, shape set, sweep, backends, skip."""
+        if mode == "full":
+            return ModeOverride(self.shape_set, dict(self.sweep), dict(self.params), False, self.backends)
+        if mode == "quick":
+            q = self.quick
+            return ModeOverride(q.shape_set or self.shape_set, {**self.sweep, **q.sweep},
+                                {**self.params, **q.params}, q.skip, q.backends or self.backends)
+        if mode == "preview":
+            p = self.preview
+            return replace(p, backends=p.backends or self.backends)
+        raise UsageError(f"unknown suite mode {mode!r} (modes: {', '.join(MODES)})")
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What the plan needs to know about the machine."""
+
+    gpus: int = 0
+    fp8: bool = False
+    is_gpu: bool = False
+
+    @classmethod
+    def detect(cls) -> PlanContext:
+        """From torch: visible GPUs, and fp8 tensor cores (NVIDIA sm_89+, AMD gfx94x/gfx95x)."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return cls()
+        count = torch.cuda.device_count()
+        props = torch.cuda.get_device_properties(0)
+        arch = getattr(props, "gcnArchName", "") or ""
+        fp8 = arch.startswith(("gfx94", "gfx95")) if getattr(torch.version, "hip", None) else (
+            (props.major, props.minor) >= (8, 9))
+        return cls(gpus=count, fp8=fp8, is_gpu=True)
+
+
+@dataclass(frozen=True)
+class PlannedCase:
+    entry_id: str
+    case_id: str  # unique in the plan: "<entry id>" or "<entry id>/k=v,k=v"
+    workload: str
+    params: dict[str, Any]  # overrides for run_workload; the rest are the workload's defaults
+    backends: tuple[str, ...] | None  # None: every backend
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: str
+    description: str
+    rules: RunRules
+    quick_rules: RunRules
+    preview_rules: RunRules
+    entries: tuple[Entry, ...]
+    source: str
+    sha256: str
+
+    def rules_for(self, mode: str) -> RunRules:
+        rules = {"full": self.rules, "quick": self.quick_rules, "preview": self.preview_rules}
+        if mode not in rules:
+            raise UsageError(f"unknown suite mode {mode!r} (modes: {', '.join(MODES)})")
+        return rules[mode]
+
+    def plan(self, mode: str, context: PlanContext) -> list[PlannedCase]:
+        self.rules_for(mode)  # validates the mode name
+        return [case for entry in self.entries for case in _plan_entry(entry, mode, context)]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _plan_entry(entry: Entry, mode: str, ctx: PlanContext) -> list[PlannedCase]:
+    run = entry.expansion(mode)
+
+    def skip(reason: str) -> list[PlannedCase]:
+        return [PlannedCase(entry.id, entry.id, entry.workload, dict(run.params), run.backends, reason)]
+
+    if run.skip:
+        return skip(f"not part of the {mode} run (the entry sets {mode}.skip = true)")
+    reason = entry.requires.unmet(ctx) or _unavailable(entry.workload)
+    if reason:
+        return skip(reason)
+    shapes, why = _shapes(entry.workload, run.shape_set)
+    if why:
+        return skip(why)
+    cases: list[PlannedCase] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    axes = list(run.sweep)
+    for shape in shapes:
+        for point in itertools.product(*(run.sweep[a] for a in axes)):
+            varying = {**shape, **dict(zip(axes, point))}
+            params = {**run.params, **varying}
+            key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+            if key in seen:  # two shapes of a model with the same dims: measure once
+                continue
+            seen.add(key)
+            label = ",".join(f"{k}={_fmt(v)}" for k, v in varying.items())
+            case_id = f"{entry.id}/{label}" if label else entry.id
+            cases.append(PlannedCase(entry.id, case_id, entry.workload, params, run.backends))
+    return cases
+
+
+def _fmt(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _unavailable(workload: str) -> str | None:
+    reg = registry.load_builtin()
+    if workload in reg:
+        return None
+    # A module of the workload's family that failed to import says why (llm.serve: llm_serve).
+    family = workload.split(".")[0]
+    errors = [f"{m}: {e}" for m, e in registry.LOAD_ERRORS.items() if m.rsplit(".", 1)[-1].startswith(family)]
+    return f"workload {workload} is not available in this build" + (f" ({'; '.join(errors)})" if errors else "")
+
+
+def shape_table(workload: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(name -> shapes, None), or (None, why the shapes cannot be had)."""
+    table_name = SHAPE_SET_TABLES.get(workload)
+    if table_name is None:
+        with_sets = ", ".join(sorted(SHAPE_SET_TABLES))
+        return None, f"workload {workload!r} has no shape sets (shape sets exist for {with_sets})"
+    try:
+        module = importlib.import_module(SHAPES_MODULE)
+        return dict(getattr(module, table_name)), None
+    except Exception as exc:  # not written yet, or broken: the cases are skipped, not fatal
+        return None, f"shape sets are not available in this build ({type(exc).__name__}: {exc})"
+
+
+def _shapes(workload: str, shape_set: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    if shape_set is None:
+        return [{}], None
+    table, why = shape_table(workload)
+    if table is None:
+        return [], why
+    if shape_set not in table:
+        return [], f"unknown shape set {shape_set!r}"
+    return [dict(s.params()) for s in table[shape_set]], None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def list_suites() -> list[tuple[str, str, str]]:
+    """(name, version, description) of every shipped suite, by name; unreadable ones say so."""
+    out = []
+    for res in sorted(importlib.resources.files("aibench.suites").iterdir(), key=lambda r: r.name):
+        if not res.name.endswith(".toml"):
+            continue
+        try:
+            head = tomllib.loads(res.read_text(encoding="utf-8")).get("suite", {})
+            out.append((res.name[:-5], str(head.get("version", "?")), str(head.get("description", ""))))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            out.append((res.name[:-5], "?", f"unreadable: {exc}"))
+    return out
+
+
+def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
+    """A shipped suite by name (`gigafactory`), or a TOML file by path."""
+    text = os.fspath(name_or_path)
+    looks_like_path = text.endswith(".toml") or os.sep in text or "/" in text or Path(text).is_file()
+    if looks_like_path:
+        path = Path(text)
+        if not path.is_file():
+            raise SuiteError(f"suite file not found: {text}")
+        source = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SuiteError(f"{source}: cannot read the suite file: {exc}") from None
+    else:
+        res = importlib.resources.files("aibench.suites").joinpath(f"{text}.toml")
+        if not res.is_file():
+            names = ", ".join(n for n, _, _ in list_suites())
+            raise SuiteError(f"unknown suite {text!r} (shipped suites: {names}); or give the path to a .toml file")
+        source, data = str(res), res.read_bytes()
+    return parse_suite(data, source)
+
+
+def parse_suite(data: bytes, source: str) -> Suite:
+    """Parse and validate suite bytes; `source` names the file in error messages."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{source}: not UTF-8 text ({exc})") from None
+    from aibench.suite_check import Checker  # the validator needs the dataclasses above
+
+    return Checker(text, source).suite(hashlib.sha256(data).hexdigest())
+
+
+class SuiteFileError(SuiteError):
+    """Every problem found in one suite file, each as (line, key, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str, str]]) -> None:
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: p[0])
+        lines = [f"{source}:{line}: {key}: {message}" for line, key, message in self.problems]
+        head = f"{source}: {len(lines)} problem(s) in the suite file" if len(lines) > 1 else None
+        super().__init__("\n".join([head, *lines] if head else lines))
+
+
