@@ -1,0 +1,81 @@
+"""`aibench bundle keygen|pack|verify` through click: exit codes 0 / 1 / 2 and the JSON output."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from bundle_helpers import manifest, run_files, write_run_dir
+from click.testing import CliRunner
+
+from aibench.cli.bundle import bundle_group
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(bundle_group, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_keygen_pack_verify_roundtrip(tmp_path: Path) -> None:
+    key = tmp_path / "vendor.key"
+    code, out = _invoke("keygen", key)
+    assert code == 0 and "fingerprint: ed25519:sha256:" in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    code, out = _invoke("keygen", key)
+    assert code == 1 and "--force" in out
+    assert _invoke("keygen", key, "--force")[0] == 0
+
+    bundle = tmp_path / "out.tar.gz"
+    code, out = _invoke("pack", write_run_dir(tmp_path), "-o", bundle, "--key", key)
+    assert code == 0 and "signed" in out and bundle.is_file()
+
+    code, out = _invoke("verify", bundle, "--pubkey", f"{key}.pub")
+    assert code == 0 and "VALID" in out
+    code, out = _invoke("verify", bundle, "--pubkey", f"{key}.pub", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["valid"] is True and data["errors"] == [] and data["warnings"] == []
+    assert data["summary"]["records"] == 2 and data["summary"]["signed"] is True
+
+
+def test_verify_without_pubkey_warns_but_passes(tmp_path: Path) -> None:
+    bundle = tmp_path / "out.tar.gz"
+    assert _invoke("pack", write_run_dir(tmp_path), "-o", bundle)[0] == 0
+    code, out = _invoke("verify", bundle)
+    assert code == 0 and "unsigned" in out and "warning" in out
+
+
+def test_invalid_bundle_prints_errors_apart_and_exits_1(tmp_path: Path) -> None:
+    files = run_files(manifest(complete=False, preview=True))
+    bundle = tmp_path / "out.tar.gz"
+    assert _invoke("pack", write_run_dir(tmp_path, files), "-o", bundle)[0] == 0
+    code, out = _invoke("verify", bundle)
+    assert code == 1 and "INVALID" in out and "error(s)" in out and "warning(s)" in out
+    code, out = _invoke("verify", bundle, "--json")
+    data = json.loads(out)
+    assert code == 1 and [e["code"] for e in data["errors"]] == ["run_incomplete"]
+    assert {"preview", "unsigned"} <= {w["code"] for w in data["warnings"]}
+    assert data["summary"]["errors"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    bundle = tmp_path / "out.tar.gz"
+    run = write_run_dir(tmp_path)
+    assert _invoke("pack", run, "-o", bundle)[0] == 0
+    assert _invoke("verify", tmp_path / "missing.tar.gz")[0] == 2
+    assert _invoke("verify", bundle, "--pubkey", tmp_path / "missing.pub")[0] == 2
+    (tmp_path / "junk.pub").write_text("not a key")
+    code, out = _invoke("verify", bundle, "--pubkey", tmp_path / "junk.pub")
+    assert code == 2 and "not a PEM public key" in out
+    assert _invoke("verify", bundle, "--limit", "max_fun=3")[0] == 2
+    assert _invoke("verify", bundle, "--limit", "max_ratio=abc")[0] == 2
+    assert _invoke("pack", tmp_path / "nope", "-o", bundle)[0] == 2
+    assert _invoke("pack", run, "-o", tmp_path / "x.tar.gz", "--key", tmp_path / "junk.pub")[0] == 2
+    assert _invoke("pack", run)[0] == 2  # -o is required
+
+
+def test_pack_domain_error_exits_1(tmp_path: Path) -> None:
+    run = write_run_dir(tmp_path)
+    (run / "link").symlink_to(run / "manifest.json")
+    code, out = _invoke("pack", run, "-o", tmp_path / "b.tar.gz")
+    assert code == 1 and "symbolic link" in out
