@@ -3,6 +3,8 @@ stays fast)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,3 +31,10 @@ def jsonable(value: Any) -> Any:
 
 def jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in params.items()}
+
+
+def canonical_sha256(data: Any) -> str:
+    """sha256 of the canonical JSON (sorted keys, no whitespace) of `data`: how a run's
+    environment fingerprint is hashed, and re-hashed by a verifier."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -120,7 +120,10 @@ def run_case(
             timer_cfg = options.timer if case.cuda_graph_ok else replace(options.timer, cuda_graph=False)
             timing = measure(case.fn, device, timer_cfg).as_dict()
             extra_metrics, details = {}, dict(case.details)
-        metrics, unavailable = derive_metrics(case, timing["median"], device)
+        if case.measure is None:
+            metrics, unavailable = derive_metrics(case, timing["median"], device)
+        else:  # self-timed: its samples are request latencies, not calls of fn; it owns its rates
+            metrics, unavailable = {}, {}
         metrics.update({k: float(v) for k, v in extra_metrics.items() if v is not None})
         if case.metrics is not None:
             metrics.update(case.metrics(timing["median"]))

@@ -13,42 +13,26 @@ from aibench import devices
 from aibench.devices import DeviceInfo
 from aibench.rundir import RunDir
 from aibench.runner import RunOptions, run_workload
+from aibench.suite import RunRules
 from aibench.timer import TimerConfig
 
-
-@dataclass(frozen=True)
-class Rules:
-    """Run rules of a measurement (a suite's [rules] table maps onto these)."""
-
-    min_time_s: float = 0.5
-    min_samples: int = 10
-    target_rel_se: float = 0.01
-    warmup_s: float = 0.25
-    max_time_s: float = 10.0
-    seed: int = 0
-    energy_min_s: float = 2.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
 # CPU preview: same workloads, tiny durations (the numbers are not comparable anyway).
-PREVIEW_RULES = Rules(min_time_s=0.05, min_samples=5, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
-                      energy_min_s=0.5)
+PREVIEW_RULES = RunRules(min_time_s=0.05, min_samples=5, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
+                         energy_min_s=0.5)
 
 
-def timer_config(rules: Any, *, min_time_s: float | None = None, max_time_s: float | None = None,
-                 target_rel_se: float | None = None, cuda_graph: bool = False) -> TimerConfig:
+def timer_config(rules: RunRules, *, min_time_s: float | None = None, max_time_s: float | None = None,
+                 target_rel_se: float | None = None, cuda_graph: bool | None = None) -> TimerConfig:
     """TimerConfig from run rules, with command-line overrides."""
-    min_time = rules.min_time_s if min_time_s is None else min_time_s
-    max_time = rules.max_time_s if max_time_s is None else max_time_s
-    return TimerConfig(
-        warmup_s=rules.warmup_s,
-        min_samples=rules.min_samples,
+    base = rules.to_timer_config()
+    min_time = base.min_time_s if min_time_s is None else min_time_s
+    max_time = base.max_time_s if max_time_s is None else max_time_s
+    return replace(
+        base,
         min_time_s=min_time,
         max_time_s=max(max_time, min_time),
-        target_rel_se=rules.target_rel_se if target_rel_se is None else target_rel_se,
-        cuda_graph=cuda_graph,
+        target_rel_se=base.target_rel_se if target_rel_se is None else target_rel_se,
+        cuda_graph=base.cuda_graph if cuda_graph is None else cuda_graph,
     )
 
 
@@ -61,7 +45,7 @@ class Session:
     environment_sha256: str
     telemetry: Any = None  # aibench.telemetry.Telemetry, or None when switched off
     run_dir: RunDir | None = None
-    rules: Rules = field(default_factory=Rules)
+    rules: RunRules = field(default_factory=RunRules)
 
     @classmethod
     def open(cls, device_spec: str, *, telemetry: bool = True) -> Session:
@@ -76,7 +60,7 @@ class Session:
             tel = open_telemetry([device])
         preview = device.type == "cpu"
         return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
-                   rules=PREVIEW_RULES if preview else Rules())
+                   rules=PREVIEW_RULES if preview else RunRules())
 
     def options(self, timer: TimerConfig, energy_min_s: float) -> RunOptions:
         return RunOptions(timer=timer, telemetry=self.telemetry is not None, energy_min_s=energy_min_s,
@@ -114,7 +98,7 @@ class Session:
 
         get(workload)  # unknown names fail before anything is created
         if out is not None:
-            self.run_dir = RunDir.create(out, workload, self.manifest_fields(replace(self.rules)))
+            self.run_dir = RunDir.create(out, workload, self.manifest_fields(self.rules))
             self.idle_baseline()
         outcomes = run_workload(workload, overrides, self.device, backends,
                                 self.options(timer, self.rules.energy_min_s), telemetry=self.telemetry)

@@ -33,16 +33,9 @@ class Progress:
 
 
 def _plan_context(session: Session) -> Any:
-    import torch
-
     from aibench.suite import PlanContext
 
-    gpus = torch.cuda.device_count() if session.device_info.is_gpu else 0
-    fp8 = False
-    if session.device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(session.device)
-        fp8 = (major, minor) >= (8, 9)  # fp8 e4m3 tensor cores: Ada (8.9) and Hopper (9.0) onwards
-    return PlanContext(gpus=gpus, fp8=fp8, is_gpu=session.device_info.is_gpu)
+    return PlanContext.detect() if session.device_info.is_gpu else PlanContext()
 
 
 def suite_mode(session: Session, quick: bool) -> str:

@@ -60,7 +60,7 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         timer = timer_config(session.rules, min_time_s=min_time, max_time_s=max_time,
-                             target_rel_se=target_rel_se, cuda_graph=cuda_graph)
+                             target_rel_se=target_rel_se, cuda_graph=cuda_graph or None)
         if session.preview and not json_:
             err_console.print(f"[yellow]preview mode on {session.device_info.name}: small sizes, "
                               "results not comparable[/yellow]")

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One short, time-boxed validation on a lent H100/H200 (the "validate on real hardware" issue).
+# Run from the repository root on the GPU machine; everything lands in $OUT (at most 8 files):
+#   log.txt            every step's output
+#   gpu_records.jsonl  kernel records of scripts/gpu_check.py; gpu_summary.json its targets
+#   energy.json        scripts/energy_check.py (counter vs integrated power, idle vs load)
+#   bundle.tar.gz      signed bundle of `aibench suite gigafactory --quick`; bundle.pub its key
+#   verify.json        `aibench bundle verify --json` of that bundle
+set -u
+OUT=${OUT:-/tmp/aibench-validate}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+LOG="$OUT/log.txt"
+step() { echo "=== $(date -u +%T) $*" | tee -a "$LOG"; }
+
+step "versions"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } >>"$LOG" 2>&1
+step "install"
+python3 -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || { tail -20 "$LOG"; exit 1; }
+
+step "gpu_check (kernels vs cuBLAS / SDPA)"
+timeout 230 python3 scripts/gpu_check.py --out /tmp/gpu --budget-s 170 >>"$LOG" 2>&1
+cp /tmp/gpu/records.jsonl "$OUT/gpu_records.jsonl" 2>/dev/null
+cp /tmp/gpu/summary.json "$OUT/gpu_summary.json" 2>/dev/null
+
+step "energy_check (30 s bf16 matmul)"
+OUT=/tmp/energy timeout 60 python3 scripts/energy_check.py --seconds 30 >>"$LOG" 2>&1
+cp /tmp/energy/summary.json "$OUT/energy.json" 2>/dev/null
+
+step "suite gigafactory --quick"
+aibench bundle keygen /tmp/ref.key --force >>"$LOG" 2>&1
+timeout 200 aibench suite gigafactory --quick --out /tmp/runs >>"$LOG" 2>&1
+run=$(ls -d /tmp/runs/*/ 2>/dev/null | head -1)
+if [ -n "$run" ]; then
+  step "bundle pack + verify $run"
+  aibench bundle pack "$run" -o "$OUT/bundle.tar.gz" --key /tmp/ref.key >>"$LOG" 2>&1
+  cp /tmp/ref.key.pub "$OUT/bundle.pub"
+  aibench bundle verify "$OUT/bundle.tar.gz" --pubkey /tmp/ref.key.pub --json >"$OUT/verify.json" 2>>"$LOG"
+fi
+
+step "pytest gpu tier"
+AIBENCH_TEST_GPU=1 timeout 60 python3 -m pytest -q -m gpu -x tests >>"$LOG" 2>&1
+step "done"
+tail -40 "$LOG"

@@ -1,0 +1,138 @@
+"""GPU self-check of the kernels: correctness at real sizes, then speed against the vendor libraries.
+
+Runs the `memory.copy`, `gemm`, `attention.prefill` and `attention.decode` workloads through the
+normal runner (so every number is a record with raw samples and a passed reference check) over the
+LLM shape sets, then prints the targets of the kernels issue:
+
+  - matmul  >= 0.9x torch.matmul (cuBLAS) at 4096^3 and 8192^3 and in geometric mean over LLM shapes
+  - causal prefill attention, D = 128, >= 0.9x SDPA at sequence lengths 4k-16k
+  - decode attention >= 80% of the copy bandwidth measured in the same run
+
+    python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--dtype bfloat16]
+
+Writes records.jsonl and summary.json under --out. Exit 0 even when a target is missed (the
+summary says so); exit 1 only when a correctness check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aibench import devices, stats
+from aibench.records import append_jsonl
+from aibench.runner import RunOptions, run_workload
+from aibench.timer import TimerConfig
+from aibench.workloads.shapes import ATTENTION_DECODE_SETS, GEMM_SHAPE_SETS
+
+TIMER = TimerConfig(warmup_s=0.1, min_samples=10, min_time_s=0.1, max_time_s=1.5, target_rel_se=0.01)
+
+
+def plan(dtype: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(group, workload, params) in priority order: the headline targets first."""
+    cases: list[tuple[str, str, dict[str, Any]]] = [("copy", "memory.copy", {"mib": 2048, "dtype": "float32"})]
+    for s in (4096, 8192):
+        cases.append(("gemm-square", "gemm", {"m": s, "n": s, "k": s, "dtype": dtype}))
+    for seq in (4096, 8192, 16384):
+        cases.append(("attn-prefill", "attention.prefill", {"batch": 1, "heads": 32, "kv_heads": 8, "seq": seq,
+                                                             "head_dim": 128, "causal": True, "dtype": dtype}))
+    decode = ATTENTION_DECODE_SETS.get("llama3-8b") or next(iter(ATTENTION_DECODE_SETS.values()))
+    for shape in decode:
+        cases.append(("attn-decode", "attention.decode", {**shape.params(), "dtype": dtype}))
+    for name in ("llama3-8b", "llama3-70b"):
+        for shape in GEMM_SHAPE_SETS[name]:
+            cases.append(("gemm-llm", "gemm", {**shape.params(), "dtype": dtype}))
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--budget-s", type=float, default=240.0, help="stop starting new cases after this")
+    ap.add_argument("--dtype", default="bfloat16")
+    args = ap.parse_args(argv)
+    device = devices.resolve("auto")
+    if device.type != "cuda":
+        print("gpu_check: no GPU visible; nothing to check", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    records_path = args.out / "records.jsonl"
+    options = RunOptions(timer=TIMER, preview=False)
+    start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    for group, name, params in plan(args.dtype):
+        if time.perf_counter() - start > args.budget_s:
+            print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)
+            break
+        for outcome in run_workload(name, params, device, options=options):
+            rec = outcome.record.to_dict()
+            rec["details"]["gpu_check_group"] = group
+            append_jsonl(records_path, rec)
+            results.append(rec)
+            m = rec["metrics"]
+            print(f"{group:13s} {rec['backend']:7s} {rec['status']:8s} "
+                  f"{_short(rec['params']):58s} med={_ms(rec):>9s} "
+                  f"TF={m.get('tflops', 0):7.1f} GB/s={m.get('gbps', 0):8.1f} x={m.get('speedup', 0):5.2f}"
+                  + (f"  [{rec['reason']}]" if rec["reason"] else ""), flush=True)
+    summary = summarize(results, device)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["wrong_results"] else 0
+
+
+def _short(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items() if k != "dtype")[:58]
+
+
+def _ms(rec: dict[str, Any]) -> str:
+    med = (rec.get("timing") or {}).get("median")
+    return f"{med * 1e3:.3f}ms" if med else "-"
+
+
+def _speedups(results: list[dict[str, Any]], group: str, pred: Any = lambda r: True) -> list[float]:
+    return [r["metrics"]["speedup"] for r in results
+            if r["details"].get("gpu_check_group") == group and r["backend"] == "triton"
+            and "speedup" in r["metrics"] and pred(r)]
+
+
+def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    copy = [r for r in results if r["workload"] == "memory.copy" and r["status"] == "ok"]
+    copy_gbps = max((r["metrics"]["gbps"] for r in copy), default=None)
+    decode = [r for r in results if r["details"].get("gpu_check_group") == "attn-decode"
+              and r["backend"] == "triton" and r["status"] == "ok"]
+    decode_frac = [r["metrics"]["gbps"] / copy_gbps for r in decode] if copy_gbps else []
+    square = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
+              if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton"}
+    llm = _speedups(results, "gemm-llm")
+    prefill = _speedups(results, "attn-prefill")
+
+    def geo(xs: list[float]) -> float | None:
+        return stats.geomean(xs) if xs else None
+
+    return {
+        "device": devices.describe(device).as_dict(),
+        "torch": torch.__version__,
+        "triton": __import__("triton").__version__,
+        "wrong_results": [r["id"] for r in results if r["status"] == "invalid"],
+        "failed": [f"{r['id']}: {r['reason']}" for r in results if r["status"] == "failed"],
+        "copy_gbps_torch_max": copy_gbps,
+        "targets": {
+            "matmul_4096_vs_cublas": {"value": square.get(4096), "target": 0.9},
+            "matmul_8192_vs_cublas": {"value": square.get(8192), "target": 0.9},
+            "matmul_llm_geomean_vs_cublas": {"value": geo(llm), "target": 0.9, "n": len(llm)},
+            "prefill_causal_d128_vs_sdpa_min": {"value": min(prefill, default=None), "target": 0.9,
+                                                "all": prefill},
+            "decode_fraction_of_copy_bw_min": {"value": min(decode_frac, default=None), "target": 0.8,
+                                               "all": decode_frac},
+        },
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
