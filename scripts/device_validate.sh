@@ -20,7 +20,7 @@ step "install"
 python3 -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || { tail -20 "$LOG"; exit 1; }
 
 step "gpu_check (kernels vs cuBLAS / SDPA)"
-timeout 230 python3 scripts/gpu_check.py --out /tmp/gpu --budget-s 170 >>"$LOG" 2>&1
+timeout 260 python3 scripts/gpu_check.py --out /tmp/gpu --budget-s 200 --models >>"$LOG" 2>&1
 cp /tmp/gpu/records.jsonl "$OUT/gpu_records.jsonl" 2>/dev/null
 cp /tmp/gpu/summary.json "$OUT/gpu_summary.json" 2>/dev/null
 

@@ -8,7 +8,12 @@ LLM shape sets, then prints the targets of the kernels issue:
   - causal prefill attention, D = 128, >= 0.9x SDPA at sequence lengths 4k-16k
   - decode attention >= 80% of the copy bandwidth measured in the same run
 
-    python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--dtype bfloat16]
+and, with --models, the full-model targets of the models issue:
+
+  - llama-3.1-8b bf16 decode at batch 1 >= 80% MBU with CUDA graphs (the timer's graph mode)
+  - llama-3.1-8b bf16 prefill >= 60% MFU at 8k tokens
+
+    python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--dtype bfloat16] [--models]
 
 Writes records.jsonl and summary.json under --out. Exit 0 even when a target is missed (the
 summary says so); exit 1 only when a correctness check failed.
@@ -20,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,19 @@ from aibench.timer import TimerConfig
 from aibench.workloads.shapes import ATTENTION_DECODE_SETS, GEMM_SHAPE_SETS
 
 TIMER = TimerConfig(warmup_s=0.1, min_samples=10, min_time_s=0.1, max_time_s=1.5, target_rel_se=0.01)
+
+
+# Decode steps are launch-bound when timed one by one: graph replays measure the GPU's time.
+GRAPH_TIMER = replace(TIMER, cuda_graph=True, flush_l2=False)
+
+
+def model_plan() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        ("llm-decode", "llm.decode", {"model": "llama-3.1-8b", "batch": 1, "context_len": 2048, "new_tokens": 1,
+                                      "dtype": "bfloat16"}),
+        ("llm-prefill", "llm.prefill", {"model": "llama-3.1-8b", "batch": 1, "prompt_len": 8192,
+                                        "dtype": "bfloat16"}),
+    ]
 
 
 def plan(dtype: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -56,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--budget-s", type=float, default=240.0, help="stop starting new cases after this")
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--models", action="store_true", help="also the llama-3.1-8b MBU/MFU targets")
     args = ap.parse_args(argv)
     device = devices.resolve("auto")
     if device.type != "cuda":
@@ -63,14 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     records_path = args.out / "records.jsonl"
-    options = RunOptions(timer=TIMER, preview=False)
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
-    for group, name, params in plan(args.dtype):
+    cases = plan(args.dtype)
+    if args.models:
+        cases = cases[:1] + model_plan() + cases[1:]
+    for group, name, params in cases:
         if time.perf_counter() - start > args.budget_s:
             print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)
             break
-        for outcome in run_workload(name, params, device, options=options):
+        timer = GRAPH_TIMER if group == "llm-decode" else TIMER
+        for outcome in run_workload(name, params, device, options=RunOptions(timer=timer, preview=False)):
             rec = outcome.record.to_dict()
             rec["details"]["gpu_check_group"] = group
             append_jsonl(records_path, rec)
@@ -110,6 +133,8 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
     square = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
               if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton"}
     llm = _speedups(results, "gemm-llm")
+    model = {r["details"]["gpu_check_group"]: r["metrics"] for r in results
+             if r["details"].get("gpu_check_group", "").startswith("llm-") and r["backend"] == "torch"}
     prefill = _speedups(results, "attn-prefill")
 
     def geo(xs: list[float]) -> float | None:
@@ -130,6 +155,8 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
                                                 "all": prefill},
             "decode_fraction_of_copy_bw_min": {"value": min(decode_frac, default=None), "target": 0.8,
                                                "all": decode_frac},
+            "llama8b_decode_b1_mbu_pct": {"value": model.get("llm-decode", {}).get("mbu_pct"), "target": 80},
+            "llama8b_prefill_8k_mfu_pct": {"value": model.get("llm-prefill", {}).get("mfu_pct"), "target": 60},
         },
     }
 

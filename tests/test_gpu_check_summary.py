@@ -1,0 +1,45 @@
+"""scripts/gpu_check.py turns records into target verdicts: test that arithmetic on made-up records."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "scripts" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_check)
+
+
+def rec(group: str, workload: str, backend: str, status: str = "ok", **metrics: float) -> dict:
+    return {"id": f"{group}/{backend}", "workload": workload, "backend": backend, "status": status,
+            "reason": None, "params": {"m": metrics.pop("m", 0)}, "metrics": metrics,
+            "details": {"gpu_check_group": group}}
+
+
+def test_targets_from_records() -> None:
+    results = [
+        rec("copy", "memory.copy", "torch", gbps=4000.0),
+        rec("copy", "memory.copy", "triton", gbps=3900.0),
+        rec("gemm-square", "gemm", "triton", m=4096, speedup=0.95),
+        rec("gemm-square", "gemm", "triton", m=8192, speedup=0.9),
+        rec("gemm-llm", "gemm", "triton", speedup=0.5),
+        rec("gemm-llm", "gemm", "triton", speedup=2.0),
+        rec("attn-prefill", "attention.prefill", "triton", speedup=1.2),
+        rec("attn-prefill", "attention.prefill", "triton", speedup=0.8),
+        rec("attn-decode", "attention.decode", "triton", gbps=3400.0),
+        rec("attn-decode", "attention.decode", "triton", status="invalid"),
+        rec("llm-decode", "llm.decode", "torch", mbu_pct=83.0),
+    ]
+    s = gpu_check.summarize(results, torch.device("cpu"))
+    t = s["targets"]
+    assert s["copy_gbps_torch_max"] == 4000.0
+    assert t["matmul_4096_vs_cublas"]["value"] == 0.95
+    assert t["matmul_llm_geomean_vs_cublas"]["value"] == pytest.approx(1.0)
+    assert t["prefill_causal_d128_vs_sdpa_min"]["value"] == 0.8
+    assert t["decode_fraction_of_copy_bw_min"]["value"] == pytest.approx(0.85)
+    assert t["llama8b_decode_b1_mbu_pct"]["value"] == 83.0
+    assert t["llama8b_prefill_8k_mfu_pct"]["value"] is None  # not measured: None, never 0
+    assert s["wrong_results"] == ["attn-decode/triton"]
