@@ -14,7 +14,7 @@ def json_safe(value: Any) -> Any:
     """Recursively replace non-finite floats with None: strict JSON has no NaN or Infinity."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]

@@ -25,11 +25,10 @@ from aibench.models.llama import (
     MoEFeedForward,
     apply_rotary_emb,
     precompute_freqs_cis,
-    record_routing,
-    replay_routing,
     rope_inv_freq,
 )
 from aibench.models.memory import matmul_params
+from aibench.models.reference import record_routing, replay_routing
 
 
 def _has_triton_kernels() -> bool:

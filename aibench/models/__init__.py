@@ -7,9 +7,10 @@ Importing this package is cheap and side-effect free (safetensors is imported on
 from __future__ import annotations
 
 from aibench.models.config import CONFIGS, ModelArgs, RopeScaling
-from aibench.models.llama import Transformer, reference_logits
+from aibench.models.llama import Transformer
 from aibench.models.loader import from_pretrained, random_model
 from aibench.models.memory import ensure_fits, estimate_bytes, kv_cache_bytes, param_count, weight_bytes
+from aibench.models.reference import reference_logits
 
 __all__ = [
     "CONFIGS",

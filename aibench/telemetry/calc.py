@@ -194,14 +194,3 @@ def jitter_stats(actual_intervals: Sequence[float], requested: float) -> dict[st
         "p99_s": stats.percentile(lateness, 99.0),
         "max_s": max(lateness),
     }
-
-
-def json_safe(value: object) -> object:
-    """Replace non-finite floats by None, recursively (JSON has no NaN or inf)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

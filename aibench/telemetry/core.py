@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from aibench.jsonutil import json_safe
 from aibench.telemetry import calc
 from aibench.telemetry.reader import Reader, Row, TelemetryUnavailable
 from aibench.telemetry.sampler import Sampler
@@ -206,7 +207,7 @@ class Telemetry:
             "interval_s": self.interval_s,
             "notes": [f"device {d.get('index')}: {note}" for d in devices for note in d["notes"]],
         }
-        return TelemetryResult(calc.json_safe(summary), self._samples(t0, t1))
+        return TelemetryResult(json_safe(summary), self._samples(t0, t1))
 
     def idle_baseline(self, duration_s: float = 2.0) -> dict[str, Any]:
         """Mean power, temperature and clocks of the devices left alone for duration_s."""
@@ -238,7 +239,7 @@ class Telemetry:
             "mean_power_w": sum(powers) if all(p is not None for p in powers) else None,
             "devices": devices,
         }
-        return calc.json_safe(summary)
+        return json_safe(summary)
 
     def overhead(self) -> dict[str, Any]:
         """The samplers' own cost: CPU time of their threads per wall second, and interval jitter."""
@@ -246,7 +247,7 @@ class Telemetry:
         cpu = sum(float(p["thread_cpu_s"]) for p in per)
         wall = max((float(p["thread_wall_s"]) for p in per), default=0.0)
         share = cpu / wall if wall > 0 else None
-        return calc.json_safe(
+        return json_safe(
             {
                 "interval_s": self.interval_s,
                 "cpu_share_of_one_core": share,

@@ -27,9 +27,10 @@ from aibench import devices
 from aibench.checks import compare, tolerance_for
 from aibench.errors import Unsupported, UsageError
 from aibench.models.config import CONFIGS, ModelArgs
-from aibench.models.llama import Transformer, record_routing, reference_logits, replay_routing
+from aibench.models.llama import Transformer
 from aibench.models.loader import from_pretrained, random_model, read_config
 from aibench.models.memory import activation_bytes, ensure_fits, kv_cache_bytes, matmul_params, param_count
+from aibench.models.reference import record_routing, reference_logits, replay_routing
 from aibench.workloads.registry import Case, Check, Param, workload
 
 DTYPES = ("bfloat16", "float16", "float32")
