@@ -132,13 +132,21 @@ def test_correctness(tmp_path: Path) -> None:
     assert _codes(report, "error") == {"correctness_failed"}
 
 
-@pytest.mark.parametrize("flags", [["hw_slowdown", "sw_thermal"], {"hw_slowdown": True, "sw_thermal": 3,
-                                                                  "power_cap": False}])
-def test_throttling_is_a_warning_naming_reasons(tmp_path: Path, flags: Any) -> None:
+def test_throttling_is_a_warning_naming_reasons(tmp_path: Path) -> None:
+    flags = {"reasons_seen": ["GpuIdle", "SwPowerCap", "HwThermalSlowdown"], "throttled": True,
+             "power_capped": True, "thermal": True, "throttled_share_max": 0.4}
     tel = {"available": True, "reason": None, "throttle": flags}
     report = _verify(tmp_path, records=[record(telemetry=tel), *default_records()[1:]])
     assert report.valid and _codes(report, "warning") == {"throttled"}
-    assert "hw_slowdown" in report.warnings[0].message and "power_cap" not in report.warnings[0].message
+    assert "SwPowerCap" in report.warnings[0].message and "GpuIdle" not in report.warnings[0].message
+
+
+def test_idle_only_is_not_throttling(tmp_path: Path) -> None:
+    flags = {"reasons_seen": ["GpuIdle"], "throttled": False, "power_capped": False, "thermal": False,
+             "throttled_share_max": 0.0}
+    tel = {"available": True, "reason": None, "throttle": flags}
+    report = _verify(tmp_path, records=[record(telemetry=tel), *default_records()[1:]])
+    assert report.valid and not report.warnings
 
 
 def test_telemetry_file_must_be_in_bundle(tmp_path: Path) -> None:

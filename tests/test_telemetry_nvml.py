@@ -16,6 +16,7 @@ import pynvml
 import pytest
 import torch
 
+from aibench.records import Record, validate
 from aibench.telemetry import nvml as nvml_module
 from aibench.telemetry import open_telemetry
 from aibench.telemetry.nvml import nvml_index_for
@@ -59,6 +60,9 @@ def test_counter_energy_power_ramp_and_throttle_episode() -> None:
     result, calls = _measure(tele, clock, work={"flops": 2e12, "tokens": 4})
     s = result.summary
     json.dumps(s, allow_nan=False)  # goes into record["telemetry"] as is
+    device = {"spec": "cuda:0", "kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "index": 0}
+    validate(Record(id="w[]/b", workload="w", backend="b", params={}, device=device, status="skipped",
+                    telemetry=s).to_dict())
 
     assert s["available"] is True and s["reason"] is None and s["source"] == "nvml"
     assert len(calls) == s["calls"] == 20

@@ -130,17 +130,12 @@ def _correctness_findings(rec: dict[str, Any]) -> list[Finding]:
 
 
 def _throttle_reasons(telemetry: dict[str, Any]) -> list[str]:
-    """Throttle flags in any of the shapes a sampler may write: list, {reason: bool|count}, or text."""
+    """The clock-event reasons that limited the measurement (record schema: telemetry.throttle);
+    GpuIdle only says the GPU waited, so it explains nothing."""
     flags = telemetry.get("throttle")
-    if not flags:
+    if not isinstance(flags, dict) or not flags.get("throttled"):
         return []
-    if isinstance(flags, str):
-        return [flags]
-    if isinstance(flags, dict):
-        return [str(k) for k, v in flags.items() if v]
-    if isinstance(flags, list):
-        return [str(v) for v in flags if v]
-    return [str(flags)]
+    return [str(r) for r in flags.get("reasons_seen") or [] if r != "GpuIdle"]
 
 
 def record_findings(rec: dict[str, Any], rules: dict[str, Any], members: Iterable[str],

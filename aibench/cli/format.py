@@ -36,9 +36,10 @@ def _energy(rec: dict[str, Any]) -> str:
         parts.append(f"{tel['avg_power_w']:.0f} W")
     if tel.get("energy_per_call_j") is not None:
         parts.append(f"{tel['energy_per_call_j']:.3g} J")
-    flags = (tel.get("throttle") or {}).get("reasons") or []
-    if flags:
-        parts.append("[red]" + ",".join(flags) + "[/red]")
+    throttle = tel.get("throttle") or {}
+    if throttle.get("throttled"):
+        reasons = [r for r in throttle.get("reasons_seen") or [] if r != "GpuIdle"]
+        parts.append("[red]throttled: " + ",".join(reasons) + "[/red]")
     return " ".join(parts) or "-"
 
 

@@ -1,0 +1,47 @@
+"""Device parsing and the datasheet table: a known name gets its row, an unknown one none."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aibench import devices
+from aibench.errors import UsageError
+from aibench.specs import match_spec
+
+
+@pytest.mark.parametrize(("name", "row", "bf16", "bw"), [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB", 989.4, 3350),
+    ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB", 756, 2000),
+    ("NVIDIA H200", "NVIDIA H200 SXM 141GB", 989.4, 4800),
+    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB", 312, 2039),
+    ("AMD Instinct MI300X", "AMD Instinct MI300X", 1307.4, 5300),
+])
+def test_known_devices_match_their_datasheet_row(name: str, row: str, bf16: float, bw: float) -> None:
+    spec = match_spec(name)
+    assert spec is not None and spec.name == row
+    assert spec.peak_for("bfloat16") == bf16 and spec.bandwidth_gbps == bw
+    assert "hardware.md" in spec.source
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GeForce RTX 4090", "Tesla T4", "", None, "AMD EPYC 7763"])
+def test_unknown_devices_get_no_row(name: str | None) -> None:
+    assert match_spec(name) is None
+
+
+def test_a100_has_no_fp8_peak() -> None:
+    assert match_spec("NVIDIA A100-SXM4-80GB").peak_for("float8_e4m3fn") is None
+
+
+def test_resolve_cpu_and_errors() -> None:
+    assert devices.resolve("cpu") == torch.device("cpu")
+    assert devices.resolve(" CPU ") == torch.device("cpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        devices.resolve("tpu:0")
+    if not torch.cuda.is_available():
+        assert devices.resolve("auto") == torch.device("cpu")
+        with pytest.raises(UsageError, match="no CUDA/ROCm GPU"):
+            devices.resolve("cuda:1")
+    assert devices.spec_for(torch.device("cpu")) is None
+    info = devices.describe(torch.device("cpu"))
+    assert info.kind == "cpu" and not info.is_gpu and info.name

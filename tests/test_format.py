@@ -1,0 +1,34 @@
+"""The results table a person reads: metrics, noise, power, energy and throttle flags."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from aibench.cli.format import records_table
+
+
+def _render(records: list[dict]) -> str:
+    console = Console(width=200, record=True)
+    console.print(records_table(records))
+    return console.export_text()
+
+
+def test_table_shows_power_energy_and_throttling() -> None:
+    rec = {
+        "workload": "gemm", "entry": None, "params": {"m": 8192}, "backend": "triton", "status": "ok",
+        "reason": None, "timing": {"median": 0.0015, "rel_noise": 0.004},
+        "metrics": {"tflops": 712.3, "speedup": 0.93},
+        "telemetry": {"available": True, "avg_power_w": 688.2, "energy_per_call_j": 1.04,
+                      "throttle": {"throttled": True, "reasons_seen": ["GpuIdle", "SwPowerCap"]}},
+    }
+    text = _render([rec])
+    assert "1.5 ms" in text and "±0.4%" in text and "712.3" in text and "0.93x" in text
+    assert "688 W" in text and "1.04 J" in text and "throttled: SwPowerCap" in text and "GpuIdle" not in text
+
+
+def test_failed_record_shows_reason_and_no_numbers() -> None:
+    rec = {"workload": "gemm", "entry": "gemm-x", "params": {}, "backend": "torch", "status": "failed",
+           "reason": "out of memory: tried to allocate 80 GiB", "timing": None, "metrics": {},
+           "telemetry": {"available": False, "reason": "no NVML"}}
+    text = _render([rec])
+    assert "failed" in text and "out of memory" in text
