@@ -12,13 +12,14 @@ from __future__ import annotations
 import gc
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from aibench import devices, stats
+from aibench.deadline import Deadline
 from aibench.errors import Unsupported
 from aibench.records import Record, now_iso, record_key
 from aibench.timer import TimerConfig, Timing, measure
@@ -31,6 +32,7 @@ class RunOptions:
     telemetry: bool = False
     energy_min_s: float = 2.0  # energy windows are stretched to this (counter granularity, methods.md)
     preview: bool | None = None  # None: preview exactly when running on a CPU
+    case_timeout_s: float | None = 900.0  # a case still running after this is recorded as failed
     environment: str = ""  # sha256 of the environment fingerprint these records refer to
 
 
@@ -106,46 +108,15 @@ def run_case(
     if not ok:
         return Outcome(done(status="skipped", reason=why or "backend not available"))
     case: Case | None = None
+    deadline = Deadline(options.case_timeout_s)
     try:
-        case = backend.setup(params, device)
-        correctness = _check(case)
-        if correctness.get("passed") is False:
-            return Outcome(done(status="invalid", reason=f"correctness check failed: {correctness.get('detail')}",
-                                correctness=correctness, details=dict(case.details)))
-        if case.measure is not None:
-            custom = case.measure(options.timer)
-            timing = _custom_timing(custom.samples_s)
-            extra_metrics, details = dict(custom.metrics), {**case.details, **custom.details}
-        else:
-            timer_cfg = options.timer if case.cuda_graph_ok else replace(options.timer, cuda_graph=False)
-            timing = measure(case.fn, device, timer_cfg).as_dict()
-            extra_metrics, details = {}, dict(case.details)
-        if case.measure is None:
-            metrics, unavailable = derive_metrics(case, timing["median"], device)
-        else:  # self-timed: its samples are request latencies, not calls of fn; it owns its rates
-            metrics, unavailable = {}, {}
-        metrics.update({k: float(v) for k, v in extra_metrics.items() if v is not None})
-        if case.metrics is not None:
-            metrics.update(case.metrics(timing["median"]))
-        if baseline is not None and not backend.baseline:
-            speedup, reason = speedup_against(baseline, timing["median"])
-            if speedup is not None:
-                metrics["speedup"] = speedup
-            else:
-                unavailable["speedup"] = reason
-        work = {k: float(v) for k, v in {"flops": case.flops, "bytes": case.bytes, **case.work}.items()
-                if v is not None}
-        tel_summary: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
-        samples: list[dict[str, Any]] = []
-        if options.telemetry and telemetry is not None and not telemetry.available:
-            tel_summary = {"available": False, "reason": telemetry.reason}
-        elif options.telemetry and telemetry is not None:
-            result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),
-                                              min_duration_s=options.energy_min_s, work=work)
-            tel_summary, samples = result.summary, list(result.samples)
-        record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
-                      unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
-        return Outcome(record, samples)
+        with deadline:
+            case = backend.setup(params, device)
+            return _measure_case(case, backend, device, options, telemetry, baseline, done)
+    except KeyboardInterrupt:
+        if not deadline.fired:
+            raise  # a real Ctrl-C: the suite stops and keeps what it finished
+        return Outcome(done(status="failed", reason=f"timeout: still running after {options.case_timeout_s:.0f} s"))
     except Unsupported as exc:
         return Outcome(done(status="skipped", reason=str(exc)))
     except torch.OutOfMemoryError as exc:
@@ -159,6 +130,49 @@ def run_case(
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _measure_case(case: Case, backend: Backend, device: torch.device, options: RunOptions, telemetry: Any,
+                  baseline: Record | None, done: Callable[..., Record]) -> Outcome:
+    """Check, time, derive metrics, measure energy: the body of `run_case` once set up."""
+    correctness = _check(case)
+    if correctness.get("passed") is False:
+        return Outcome(done(status="invalid", reason=f"correctness check failed: {correctness.get('detail')}",
+                            correctness=correctness, details=dict(case.details)))
+    if case.measure is not None:
+        # Self-timed (a serving loop): its samples are request latencies, not calls of fn, so
+        # it owns its rates; nothing is derived from the median here.
+        custom = case.measure(options.timer)
+        timing = _custom_timing(custom.samples_s)
+        metrics, unavailable = {k: float(v) for k, v in custom.metrics.items() if v is not None}, {}
+        details = {**case.details, **custom.details}
+    else:
+        timer_cfg = options.timer if case.cuda_graph_ok else replace(options.timer, cuda_graph=False)
+        timing = measure(case.fn, device, timer_cfg).as_dict()
+        metrics, unavailable = derive_metrics(case, timing["median"], device)
+        details = dict(case.details)
+    if case.metrics is not None:
+        metrics.update(case.metrics(timing["median"]))
+    if baseline is not None and not backend.baseline:
+        speedup, reason = speedup_against(baseline, timing["median"])
+        if speedup is not None:
+            metrics["speedup"] = speedup
+        else:
+            unavailable["speedup"] = reason
+    work = {k: float(v) for k, v in {"flops": case.flops, "bytes": case.bytes, **case.work}.items()
+            if v is not None}
+    tel_summary: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
+    samples: list[dict[str, Any]] = []
+    if options.telemetry and telemetry is not None and not telemetry.available:
+        tel_summary = {"available": False, "reason": telemetry.reason}
+    elif options.telemetry and telemetry is not None:
+        # Energy needs long windows (counter granularity, methods.md): fn back to back, no flush.
+        result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),
+                                          min_duration_s=options.energy_min_s, work=work)
+        tel_summary, samples = result.summary, list(result.samples)
+    record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
+                  unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
+    return Outcome(record, samples)
 
 
 def _check(case: Case) -> dict[str, Any]:

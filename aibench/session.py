@@ -62,9 +62,10 @@ class Session:
         return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
                    rules=PREVIEW_RULES if preview else RunRules())
 
-    def options(self, timer: TimerConfig, energy_min_s: float) -> RunOptions:
-        return RunOptions(timer=timer, telemetry=self.telemetry is not None, energy_min_s=energy_min_s,
-                          preview=self.preview, environment=self.environment_sha256)
+    def options(self, timer: TimerConfig, rules: RunRules) -> RunOptions:
+        return RunOptions(timer=timer, telemetry=self.telemetry is not None, energy_min_s=rules.energy_min_s,
+                          preview=self.preview, environment=self.environment_sha256,
+                          case_timeout_s=rules.case_timeout_s)
 
     def manifest_fields(self, rules: Any, **extra: Any) -> dict[str, Any]:
         telemetry: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
@@ -101,7 +102,7 @@ class Session:
             self.run_dir = RunDir.create(out, workload, self.manifest_fields(self.rules))
             self.idle_baseline()
         outcomes = run_workload(workload, overrides, self.device, backends,
-                                self.options(timer, self.rules.energy_min_s), telemetry=self.telemetry)
+                                self.options(timer, self.rules), telemetry=self.telemetry)
         if self.run_dir is None:
             return [o.record.to_dict() for o in outcomes]
         written = [self.run_dir.append(o) for o in outcomes]

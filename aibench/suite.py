@@ -18,6 +18,7 @@ runner's job. The format:
     energy_min_s = 2.0              # energy windows are stretched to this (counter granularity)
     flush_l2 = true
     cuda_graph = false
+    case_timeout_s = 900.0          # a case still running after this is recorded as failed (timeout)
     [quick.rules]                   # --quick: overrides of [rules]
     [preview.rules]                 # preview (CPU) mode: overrides of [rules] + [quick.rules]
 
@@ -98,6 +99,7 @@ class RunRules:
     energy_min_s: float = 2.0
     flush_l2: bool = True
     cuda_graph: bool = False
+    case_timeout_s: float = 900.0  # one case (setup, check, timing, energy) past this: failed, suite goes on
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for each value out of range; the timer's own limits included."""
@@ -106,6 +108,8 @@ class RunRules:
             out.append(("min_samples", "must be at least 2 (one sample has no spread)"))
         if not 0 < self.target_rel_se < 1:
             out.append(("target_rel_se", "must be in (0, 1)"))
+        if self.case_timeout_s <= 0:
+            out.append(("case_timeout_s", "must be positive"))
         for name in ("min_time_s", "warmup_s", "energy_min_s", "seed"):
             if getattr(self, name) < 0:
                 out.append((name, "must not be negative"))

@@ -36,7 +36,8 @@ _MODE_KEYS = {"shape_set", "sweep", "params", "skip", "backends"}
 _REQUIRES_KEYS = {"gpus": int, "gpu": bool, "fp8": bool}
 _RULE_TYPES: dict[str, type] = {"min_time_s": float, "min_samples": int, "target_rel_se": float,
                                 "warmup_s": float, "max_time_s": float, "seed": int,
-                                "energy_min_s": float, "flush_l2": bool, "cuda_graph": bool}
+                                "energy_min_s": float, "flush_l2": bool, "cuda_graph": bool,
+                                "case_timeout_s": float}
 _SCALARS = (str, int, float, bool)
 
 

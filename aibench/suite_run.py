@@ -78,7 +78,7 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     load_builtin()
     rules = suite.rules_for(mode)
     timer = timer_config(rules)
-    options = session.options(timer, rules.energy_min_s)
+    options = session.options(timer, rules)
     plan = suite.plan(mode, _plan_context(session))
     run.update(suite={**run.manifest["suite"], "entries": [
         {"id": c.case_id, "entry": c.entry_id, "workload": c.workload, "params": jsonable_params(c.params),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -129,3 +130,30 @@ def test_memory_copy_end_to_end_on_cpu() -> None:
     assert recs["torch"].params == {"mib": 8, "dtype": "float32"}  # preview size on CPU
     assert recs["triton"].status == "ok" and recs["triton"].interpreted
     assert recs["triton"].correctness["passed"] is True
+
+
+def test_a_hung_case_is_recorded_as_timeout_and_the_run_goes_on() -> None:
+    wl = workload("test.hang", "hangs in setup", [])
+
+    @wl.backend("ref", baseline=True)
+    def _hang(p: dict, d: torch.device) -> Case:
+        while True:  # pure Python: the watchdog's interrupt lands between bytecodes
+            time.sleep(0.01)
+
+    try:
+        options = RunOptions(timer=FAST.timer, case_timeout_s=0.3)
+        start = time.perf_counter()
+        (outcome,) = run_workload("test.hang", {}, CPU, options=options)
+        assert time.perf_counter() - start < 5
+        assert outcome.record.status == "failed" and outcome.record.reason.startswith("timeout")
+        time.sleep(0.4)  # the cancelled watchdog must not interrupt anything later
+    finally:
+        del REGISTRY["test.hang"]
+
+
+def test_deadline_passes_a_real_interrupt_through() -> None:
+    from aibench.deadline import Deadline
+
+    with pytest.raises(KeyboardInterrupt), Deadline(10.0) as d:
+        raise KeyboardInterrupt
+    assert not d.fired
