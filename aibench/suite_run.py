@@ -7,6 +7,7 @@ line), so Ctrl-C or a kill leaves a valid partial run whose manifest says `compl
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ class Progress:
     total: int
     case_id: str
     phase: str  # "start" | "end"
+    entry_id: str = ""
+    entry_done: int = 0  # cases of this entry finished
+    entry_total: int = 0
     records: tuple[dict[str, Any], ...] = ()
 
 
@@ -90,11 +94,15 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     if not existing:
         session.idle_baseline()
     notify = on_progress or (lambda _p: None)
+    per_entry = Counter(c.entry_id for c in plan)
+    entry_done: Counter[str] = Counter()
     try:
         for i, case in enumerate(plan):
-            notify(Progress(i, len(plan), case.case_id, "start"))
+            e = case.entry_id
+            notify(Progress(i, len(plan), case.case_id, "start", e, entry_done[e], per_entry[e]))
             written = _run_planned(session, case, options, done, by_key)
-            notify(Progress(i + 1, len(plan), case.case_id, "end", tuple(written)))
+            entry_done[e] += 1
+            notify(Progress(i + 1, len(plan), case.case_id, "end", e, entry_done[e], per_entry[e], tuple(written)))
     except BaseException:
         session.record_overhead()
         run.finish(complete=False)

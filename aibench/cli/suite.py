@@ -63,11 +63,13 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True) as progress:
-            overall = progress.add_task("suite", total=None)
+            overall = progress.add_task(f"suite {suite.name}", total=None)
+            current = progress.add_task("", total=None)
 
             def on_progress(p: suite_run.Progress) -> None:
-                progress.update(overall, total=p.total, completed=p.done,
-                                description=f"{p.case_id[:60]}" if p.phase == "start" else "suite")
+                progress.update(overall, total=p.total, completed=p.done)
+                progress.update(current, total=p.entry_total, completed=p.entry_done,
+                                description=f"  {p.case_id[:70]}" if p.phase == "start" else f"  {p.entry_id}")
                 records.extend(p.records)
 
             try:
