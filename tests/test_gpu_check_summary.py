@@ -13,10 +13,10 @@ gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
 
-def rec(group: str, workload: str, backend: str, status: str = "ok", **metrics: float) -> dict:
+def rec(group: str, workload: str, backend: str, status: str = "ok", median: float = 1.0, **metrics: float) -> dict:
     return {"id": f"{group}/{backend}", "workload": workload, "backend": backend, "status": status,
             "reason": None, "params": {"m": metrics.pop("m", 0)}, "metrics": metrics,
-            "details": {"gpu_check_group": group}}
+            "timing": {"median": median}, "details": {"gpu_check_group": group}}
 
 
 def test_targets_from_records() -> None:
@@ -27,8 +27,10 @@ def test_targets_from_records() -> None:
         rec("gemm-square", "gemm", "triton", m=8192, speedup=0.9),
         rec("gemm-llm", "gemm", "triton", speedup=0.5),
         rec("gemm-llm", "gemm", "triton", speedup=2.0),
-        rec("attn-prefill", "attention.prefill", "triton", speedup=1.2),
-        rec("attn-prefill", "attention.prefill", "triton", speedup=0.8),
+        rec("attn-prefill", "attention.prefill", "torch.flash", m=4096, median=3.0),
+        rec("attn-prefill", "attention.prefill", "triton", m=4096, median=2.0, speedup=0.8),
+        rec("attn-prefill", "attention.prefill", "torch.flash", m=8192, median=9.0),
+        rec("attn-prefill", "attention.prefill", "triton", m=8192, median=10.0, speedup=0.7),
         rec("attn-decode", "attention.decode", "triton", gbps=3400.0),
         rec("attn-decode", "attention.decode", "triton", status="invalid"),
         rec("llm-decode", "llm.decode", "torch", mbu_pct=83.0),
@@ -38,7 +40,9 @@ def test_targets_from_records() -> None:
     assert s["copy_gbps_torch_max"] == 4000.0
     assert t["matmul_4096_vs_cublas"]["value"] == 0.95
     assert t["matmul_llm_geomean_vs_cublas"]["value"] == pytest.approx(1.0)
-    assert t["prefill_causal_d128_vs_sdpa_min"]["value"] == 0.8
+    assert t["prefill_causal_d128_vs_sdpa_flash_min"]["value"] == 0.9  # 9 / 10; the other is 3 / 2
+    assert sorted(t["prefill_causal_d128_vs_sdpa_flash_min"]["all"]) == [0.9, 1.5]
+    assert t["prefill_causal_d128_vs_sdpa_default"]["all"] == [0.8, 0.7]
     assert t["decode_fraction_of_copy_bw_min"]["value"] == pytest.approx(0.85)
     assert t["llama8b_decode_b1_mbu_pct"]["value"] == 83.0
     assert t["llama8b_prefill_8k_mfu_pct"]["value"] is None  # not measured: None, never 0

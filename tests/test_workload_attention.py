@@ -32,8 +32,10 @@ def test_registered_with_baseline_and_triton() -> None:
     for name in ("attention.prefill", "attention.decode"):
         wl = get(name)
         assert wl.baseline_name == "torch"
-        assert set(wl.backends) == {"torch", "triton"}
+        assert {"torch", "triton"} <= set(wl.backends)
         assert wl.get_backend("triton").available(CPU) == devices.triton_usable(CPU)
+    flash = get("attention.prefill").get_backend("torch.flash")
+    assert flash.available(CPU) == (False, "SDPA's flash backend runs on GPUs only")
 
 
 @pytest.mark.parametrize("backend", _backends())

@@ -1,7 +1,8 @@
 """Attention workloads: `attention.prefill` (compute-bound) and `attention.decode` (memory-bound).
 
-Backends: `torch` (baseline: F.scaled_dot_product_attention, whichever fused kernel torch picks)
-and `triton` (aibench.kernels.attention). Shapes of real models (Llama-3.1 8B/70B/405B at prefill
+Backends: `torch` (baseline: F.scaled_dot_product_attention, whichever fused kernel torch picks),
+`triton` (aibench.kernels.attention) and, for prefill on GPUs, `torch.flash` (SDPA forced to its
+FlashAttention-2 backend, the reference of the kernel's speed target). Shapes of real models (Llama-3.1 8B/70B/405B at prefill
 and decode token counts) are listed in aibench.workloads.shapes as ATTENTION_PREFILL_SETS and
 ATTENTION_DECODE_SETS; suites pass them as parameter overrides.
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from aibench import devices
 from aibench.checks import compare, tolerance_for
-from aibench.errors import UsageError
+from aibench.errors import Unsupported, UsageError
 from aibench.kernels.attention import attention as triton_attention
 from aibench.kernels.attention import attention_bytes, attention_flops, attention_reference
 from aibench.workloads.registry import Case, Check, Param, workload
@@ -124,6 +125,37 @@ def _run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool)
 @prefill_wl.backend("torch", baseline=True, description="torch SDPA (flash / cuDNN / efficient, torch's pick)")
 def _prefill_torch(p: dict[str, Any], device: torch.device) -> Case:
     return _case(p, device, p["seq"], p["seq"], p["causal"], sdpa)
+
+
+def _flash_available(device: torch.device) -> tuple[bool, str | None]:
+    if device.type != "cuda":
+        return False, "SDPA's flash backend runs on GPUs only"
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: F401
+    except ImportError:
+        return False, f"torch {torch.__version__} has no torch.nn.attention.sdpa_kernel"
+    return True, None
+
+
+@prefill_wl.backend("torch.flash", available=_flash_available,
+                    description="SDPA forced to its flash backend (FlashAttention-2): the kernel target's reference")
+def _prefill_flash(p: dict[str, Any], device: torch.device) -> Case:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if p["dtype"] == "float32":
+        raise Unsupported("SDPA's flash backend takes float16/bfloat16 only")
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return sdpa(q, k, v, causal)
+
+    case = _case(p, device, p["seq"], p["seq"], p["causal"], run)
+    try:
+        case.fn()  # the flash backend refuses some shapes and head dims: find out before timing
+        devices.synchronize(device)
+    except RuntimeError as exc:
+        raise Unsupported(f"SDPA's flash backend cannot run this case: {str(exc).splitlines()[0]}") from exc
+    return case
 
 
 @prefill_wl.backend("triton", available=devices.triton_usable, description="Triton flash-attention forward")
