@@ -153,3 +153,41 @@ def geomean(values: Sequence[float]) -> float:
     if any(v <= 0 for v in vals):
         raise ValueError("geometric mean needs positive values")
     return math.exp(math.fsum(math.log(v) for v in vals) / len(vals))
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties given the average of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U test: (U of `a`, p-value).
+
+    The normal approximation with tie and continuity corrections (scipy's "asymptotic" method),
+    which asv and Google Benchmark's compare.py use to call a change real (methods.md); it is
+    accurate from about 8 samples a side, and timing records keep at least 10.
+    """
+    xa, xb = _require(a), _require(b)
+    n1, n2 = len(xa), len(xb)
+    r = ranks(xa + xb)
+    u1 = math.fsum(r[:n1]) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    counts: dict[float, int] = {}
+    for v in xa + xb:
+        counts[v] = counts.get(v, 0) + 1
+    tie_term = math.fsum(t**3 - t for t in counts.values()) / (n * (n - 1)) if n > 1 else 0.0
+    var = n1 * n2 / 12 * ((n + 1) - tie_term)
+    if var <= 0:  # every value equal: no evidence of a difference
+        return u1, 1.0
+    z = max(abs(u1 - n1 * n2 / 2) - 0.5, 0.0) / math.sqrt(var)
+    return u1, min(1.0, math.erfc(z / math.sqrt(2)))

@@ -115,21 +115,21 @@ def _summary_of_run(docs: RunDocuments, summary: dict[str, Any]) -> None:
 
 
 def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
-           findings: list[Finding], summary: dict[str, Any]) -> None:
+           findings: list[Finding], summary: dict[str, Any]) -> RunDocuments | None:
     blob = contents.blobs.get(BUNDLE_JSON)
     if blob is None:
         if BUNDLE_JSON not in contents.digests:
             findings.append(error("bundle_json_missing", "no bundle.json: not an aibench bundle"))
-        return
+        return None
     try:
         doc = safejson.loads(blob, limits.max_json_depth)
     except safejson.JsonRejected as e:
         findings.append(error(e.code, f"bundle.json: {e}", member=BUNDLE_JSON))
-        return
+        return None
     problems = bundle_document_problems(doc)
     findings.extend(error(code, message, member=BUNDLE_JSON) for code, message in problems)
     if problems:
-        return
+        return None
     summary["aibench_version"] = shown(doc["aibench_version"])
     findings.extend(integrity_findings(doc["files"], contents.digests))
     findings.extend(signature_findings(contents.blobs, pubkey, summary))
@@ -138,6 +138,7 @@ def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
     _summary_of_run(docs, summary)
     if docs.manifest is not None and RECORDS in contents.blobs:  # no records: rules would only say "missing"
         findings.extend(run_findings(docs.manifest, docs.records, contents.digests))
+    return docs
 
 
 def verify(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.PathLike[str] | None = None,
@@ -146,6 +147,13 @@ def verify(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.Pat
 
     Raises BundleError only when `pubkey` is a path that cannot be read as an Ed25519 public key.
     """
+    return verify_and_read(path, pubkey, limits)[0]
+
+
+def verify_and_read(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.PathLike[str] | None = None,
+                    limits: Limits | None = None) -> tuple[VerifyReport, RunDocuments | None]:
+    """`verify`, also handing back the run's manifest and schema-valid records (read in memory,
+    in the same single pass) for readers such as `compare` and `report`."""
     limits = limits or Limits()
     if pubkey is not None and not isinstance(pubkey, Ed25519PublicKey):
         pubkey = keys.load_public_key(pubkey)
@@ -153,6 +161,7 @@ def verify(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.Pat
     findings = list(contents.findings)
     summary: dict[str, Any] = {"members": len(contents.digests), "compressed_bytes": contents.compressed_bytes,
                                "uncompressed_bytes": contents.inflated_bytes}
+    docs = None
     if contents.complete:  # after a fatal finding the rest would only be noise about missing members
-        _check(contents, pubkey, limits, findings, summary)
-    return VerifyReport(str(path), capped(findings), summary)
+        docs = _check(contents, pubkey, limits, findings, summary)
+    return VerifyReport(str(path), capped(findings), summary), docs

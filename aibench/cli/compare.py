@@ -1,0 +1,67 @@
+"""`aibench compare BASE NEW`: regression verdicts; exit 1 on a real slowdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from aibench.cli.common import console, err_console, print_json
+
+_STYLE = {"slower": "red", "broken": "red", "faster": "green", "noise": "yellow", "missing": "yellow",
+          "new": "cyan", "not_comparable": "dim", "same": ""}
+
+
+@click.command("compare")
+@click.argument("base", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--threshold", type=float, default=0.05, show_default=True,
+              help="Smallest relative change of the median that counts (0.05 = 5%).")
+@click.option("--alpha", type=float, default=0.002, show_default=True,
+              help="Significance bound of the Mann-Whitney U test on the raw samples.")
+@click.option("--pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Public key that signed the bundles (bundles are verified before they are read).")
+@click.option("--allow-different-devices", is_flag=True, help="Compare runs from different GPUs anyway.")
+@click.option("--no-fail", is_flag=True, help="Exit 0 even when something got slower.")
+@click.option("--json", "json_", is_flag=True, help="Print the verdicts as JSON.")
+def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubkey: Path | None,
+                    allow_different_devices: bool, no_fail: bool, json_: bool) -> None:
+    """Compare two runs (directories or bundles); exit 1 on a statistically real slowdown.
+
+    \b
+    Examples:
+      aibench compare results/main-run results/pr-run
+      aibench compare base.tar.gz new.tar.gz --pubkey vendor.key.pub --json
+    """
+    from aibench.compare import CompareOptions, compare_runs
+    from aibench.runs import load_run
+
+    options = CompareOptions(threshold=threshold, alpha=alpha, allow_different_devices=allow_different_devices)
+    result = compare_runs(load_run(base, pubkey), load_run(new, pubkey), options)
+    if json_:
+        print_json(result.as_dict())
+    else:
+        table = Table(title=f"{base} -> {new}")
+        for column in ("measurement", "backend", "verdict", "base", "new", "new/base", "p"):
+            table.add_column(column, justify="right" if column in ("base", "new", "new/base", "p") else "left")
+        for c in result.comparisons:
+            style = _STYLE.get(c.verdict, "")
+            table.add_row(
+                c.key, c.backend, f"[{style}]{c.verdict}[/{style}]" if style else c.verdict,
+                f"{c.base_median_s * 1e3:.4g} ms" if c.base_median_s else "-",
+                f"{c.new_median_s * 1e3:.4g} ms" if c.new_median_s else "-",
+                f"{c.ratio:.3f}" if c.ratio else (c.reason[:60] or "-"),
+                f"{c.p_value:.1e}" if c.p_value is not None else "-",
+            )
+        console.print(table)
+        geo = result.geomean_ratio
+        counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
+        console.print(f"{counts}; geometric mean new/base: {geo:.3f}" if geo else counts)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    if result.failing and not no_fail:
+        raise click.ClickException(
+            f"{len(result.failing)} measurement(s) got slower or broke "
+            f"(threshold {threshold:.0%}, p < {alpha})"
+        )
