@@ -28,13 +28,16 @@ class LoadedRun:
     @property
     def label(self) -> str:
         """How tables name this run: the system name of its description, else its device."""
-        system = self.manifest.get("system") or {}
-        device = self.manifest.get("device") or {}
+        system = self.manifest.get("system")
+        device = self.manifest.get("device")
+        system = system if isinstance(system, dict) else {}
+        device = device if isinstance(device, dict) else {}
         return str(system.get("system_name") or device.get("name") or self.manifest.get("run_id") or self.source)
 
     @property
     def device_name(self) -> str | None:
-        return (self.manifest.get("device") or {}).get("name")
+        device = self.manifest.get("device")
+        return device.get("name") if isinstance(device, dict) else None
 
 
 def load_run(path: str | Path, pubkey: str | Path | None = None) -> LoadedRun:

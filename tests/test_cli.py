@@ -120,5 +120,8 @@ def test_subprocess_smoke_suite_end_to_end(tmp_path: Path) -> None:
     assert manifest["complete"] is True and manifest["comparable"] is False
     assert manifest["suite"]["name"] == "smoke" and len(manifest["suite"]["sha256"]) == 64
     records = [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
-    assert records and all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    ok = [r for r in records if r["status"] == "ok"]
+    skipped = [r for r in records if r["status"] == "skipped"]
+    assert len(ok) >= 10 and len(ok) + len(skipped) == len(records), [r["reason"] for r in records]
+    assert all(r["reason"] for r in skipped)  # e.g. SDPA's flash backend on a CPU: said why
     assert str(run) in done.stdout

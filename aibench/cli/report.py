@@ -1,0 +1,69 @@
+"""`aibench report RUN_OR_BUNDLE...`: systems side by side for a buyer (Markdown, HTML or CSV)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from aibench.cli.common import err_console
+from aibench.errors import AibenchError, UsageError
+
+_EXTENSIONS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
+
+
+def output_format(fmt: str | None, out: Path | None) -> str:
+    """--format wins; else -o's extension; else Markdown on stdout."""
+    if fmt:
+        return fmt
+    if out is None:
+        return "md"
+    try:
+        return _EXTENSIONS[out.suffix.lower()]
+    except KeyError:
+        raise UsageError(f"cannot tell the format from {out.name!r}: use .md, .html or .csv, or --format") from None
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--tco", "tco_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Prices per system (TOML) for total cost of ownership: see examples/prices.toml.")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report here (format from the extension: .md, .html, .csv); default stdout.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default=None,
+              help="Output format (default: from -o's extension, else md).")
+@click.option("--backend", default="baseline", show_default=True,
+              help="baseline (the vendor library: measures the hardware), all, or one backend's name.")
+@click.option("--pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Public key that signed the bundles (bundles are verified before they are read).")
+def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | None, fmt: str | None,
+                   backend: str, pubkey: Path | None) -> None:
+    """Compare systems for procurement: headline metrics, energy and cost, every number traceable.
+
+    The first run is the reference of every ratio.
+
+    \b
+    Examples:
+      aibench report acme-h100.tar.gz acme-h200.tar.gz --pubkey vendor.key.pub
+      aibench report results/<run-a> results/<run-b> --tco examples/prices.toml -o report.html
+      aibench report results/<run-id> --backend all --format csv > results.csv
+    """
+    from aibench.report import build_report, load_prices, render
+    from aibench.runs import load_run
+
+    fmt = output_format(fmt, out)
+    prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read
+    loaded = [load_run(path, pubkey) for path in runs]
+    report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None)
+    text = render(report, fmt)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise AibenchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+        err_console.print(f"report written to {out}", markup=False, highlight=False, emoji=False)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, emoji=False)

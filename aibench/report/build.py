@@ -1,0 +1,271 @@
+"""Builds a Report from loaded runs: pairs measurements across systems, derives energy and cost.
+
+Everything read here comes from a run directory or a (verified) bundle: manifests are trusted for
+nothing, so every field is read defensively and shown as text, never interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aibench.errors import UsageError
+from aibench.report import tco
+from aibench.report.model import (
+    Cell,
+    Cost,
+    Energy,
+    Family,
+    Report,
+    Row,
+    System,
+    SystemCost,
+    Value,
+    family_of,
+    missing,
+)
+from aibench.runs import LoadedRun
+
+BACKEND_CHOICES = ("baseline", "all")
+NO_POWER = "no measured power"
+
+
+def _d(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def _text(x: Any, default: str = "not stated") -> str:
+    return default if x is None or x == "" else str(x)
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _system(run: LoadedRun, label: str) -> System:
+    m = run.manifest
+    desc, env, suite = _d(m.get("system")), _d(m.get("environment")), _d(m.get("suite"))
+    sw = _d(env.get("software"))
+    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)] if isinstance(env.get("gpus"), list) else []
+    name, count = desc.get("accelerator_model_name"), desc.get("accelerators_per_node")
+    if name:
+        accelerators = f"{count} x {name}" if count else str(name)
+    elif gpus:
+        accelerators = f"{len(gpus)} x {_text(gpus[0].get('name'), 'unnamed GPU')}"
+    else:
+        accelerators = "none reported"
+    mode = f" ({suite['mode']})" if suite.get("mode") else ""
+    missing_fields = desc.get("missing")
+    return System(
+        label=label, source=run.source, is_dir=Path(run.source).is_dir(),
+        run_id=_text(m.get("run_id"), "unknown"), device=_text(run.device_name, "unknown"),
+        submitter=_text(desc.get("submitter")), accelerators=accelerators,
+        driver=_text(sw.get("driver_version"), "not reported"), torch=_text(sw.get("torch"), "not reported"),
+        triton=_text(sw.get("triton"), "not reported"),
+        suite=f"{_text(suite.get('name'), 'no suite')} {_text(suite.get('version'), '?')}{mode}",
+        suite_sha256=str(suite.get("sha256") or "")[:12], created_at=_text(m.get("created_at"), "unknown"),
+        complete=m.get("complete") is True, preview=m.get("preview") is not False,
+        comparable=m.get("comparable") is True,
+        description_missing=len(missing_fields) if isinstance(missing_fields, list) else 0,
+    )
+
+
+def _labels(runs: Sequence[LoadedRun]) -> list[str]:
+    """Unique display names: a repeated label gets its position appended."""
+    seen: dict[str, int] = {}
+    out = []
+    for run in runs:
+        seen[run.label] = seen.get(run.label, 0) + 1
+        out.append(run.label if seen[run.label] == 1 else f"{run.label} #{seen[run.label]}")
+    return out
+
+
+def _selected(rec: dict[str, Any], backend: str) -> bool:
+    if backend == "all":
+        return True
+    if backend == "baseline":  # the vendor library measures the hardware; no baseline: the only backend
+        return rec.get("baseline") in (None, rec.get("backend"))
+    return rec.get("backend") == backend
+
+
+def _key(rec: dict[str, Any]) -> tuple[str, str, str, str]:
+    params = json.dumps(rec.get("params") or {}, sort_keys=True, default=str)
+    return (str(rec.get("entry") or ""), str(rec["workload"]), params, str(rec["backend"]))
+
+
+def _energy(rec: dict[str, Any], family: Family) -> Energy:
+    tel = _d(rec.get("telemetry"))
+    if not tel.get("available"):
+        why = missing(f"not measured: {_text(tel.get('reason'), 'no telemetry')}")
+        return Energy(why, why, why, family.energy_unit, None)
+    power = _number(tel.get("avg_power_w"))
+    per_unit = _d(tel.get("per_unit"))
+    unit = family.energy_unit
+    if f"j_per_{unit}" not in per_unit:  # a workload that declared other work: its first unit
+        unit = next((k.removeprefix("j_per_") for k in per_unit if k.startswith("j_per_")), unit)
+    plural = unit if unit in ("tflop", "gb") else f"{unit}s"
+    j, per_j = _number(per_unit.get(f"j_per_{unit}")), _number(per_unit.get(f"{plural}_per_j"))
+    no_j = missing(f"no energy per {unit or 'unit of work'} in the record")
+    throttle = _d(tel.get("throttle"))
+    reasons: tuple[str, ...] = ()
+    if throttle.get("throttled"):
+        seen = throttle.get("reasons_seen") if isinstance(throttle.get("reasons_seen"), list) else []
+        reasons = tuple(str(r) for r in seen if r != "GpuIdle") or ("throttled",)
+    method = tel.get("method") if isinstance(tel.get("method"), str) else None
+    return Energy(Value(power) if power is not None else missing(NO_POWER),
+                  Value(j) if j is not None else no_j, Value(per_j) if per_j is not None else no_j,
+                  unit, method, reasons)
+
+
+_BASIS = {"tokens": ("EUR / 1M tokens", "tokens/s per MW"), "images": ("EUR / 1M images", "images/s per MW"),
+          "pflop": ("EUR / PFLOP", "")}
+
+
+def _cost(rec: dict[str, Any], family: Family, key_value: Value, energy: Energy, sc: SystemCost) -> Cost:
+    work_label, mw_label = _BASIS.get(family.cost_basis or "", ("", ""))
+    if sc.prices is None:
+        why = missing(sc.note)
+        return Cost(why, why, work_label, why, mw_label)
+    p, watts = sc.prices, energy.avg_power_w.value
+    hourly = Value(tco.hourly_eur(watts, p)) if watts is not None else missing(NO_POWER)
+    rate = key_value.value if rec["status"] == "ok" else None
+    no_rate = missing(f"status {rec['status']}") if rec["status"] != "ok" else key_value
+    if rate is not None and rate <= 0:
+        rate, no_rate = None, missing("no work measured (rate is 0)")
+    if not family.cost_basis:
+        per_work = missing("no cost basis for this workload")
+    elif rate is None:
+        per_work = no_rate
+    elif hourly.value is None:
+        per_work = hourly
+    elif family.cost_basis == "pflop":
+        per_work = Value(tco.cost_per_pflop(hourly.value, rate))
+    else:
+        per_work = Value(tco.cost_per_million(hourly.value, rate))
+    if family.cost_basis not in ("tokens", "images"):
+        per_mw = missing("only for token and image throughput")
+    elif rate is None:
+        per_mw = no_rate
+    elif watts is None:
+        per_mw = missing(NO_POWER)
+    else:
+        per_mw = Value(tco.units_per_provisioned_mw(rate, watts, p.pue))
+    return Cost(hourly, per_work, work_label, per_mw, mw_label)
+
+
+def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost | None) -> Cell:
+    ok = rec["status"] == "ok"
+    metrics, unavailable = _d(rec.get("metrics")), _d(rec.get("unavailable"))
+    values: list[Value] = []
+    for metric in family.metrics if ok else ():
+        value = _number(metrics.get(metric.key))
+        reason = unavailable.get(metric.key)
+        values.append(Value(value) if value is not None else missing(_text(reason, "not reported by the record")))
+    key = values[0] if values else missing(f"status {rec['status']}" if not ok else "no headline metric")
+    if key.value is None:
+        ratio = missing(key.reason or "")
+    elif ref is None or ref <= 0:
+        ratio = missing("the first system has no figure to compare with")
+    else:
+        ratio = Value(key.value / ref)
+    timing = _d(rec.get("timing"))
+    energy = _energy(rec, family)
+    samples = _d(rec.get("telemetry")).get("samples_file")
+    return Cell(
+        record_id=str(rec["id"]), status=str(rec["status"]), reason=rec.get("reason"), values=tuple(values),
+        rel_noise=_number(timing.get("rel_noise")), median_s=_number(timing.get("median")), ratio=ratio,
+        energy=energy, cost=_cost(rec, family, key, energy, sc) if sc is not None else None,
+        samples_file=samples if isinstance(samples, str) else None,
+    )
+
+
+def _system_cost(run: LoadedRun, prices: dict[str, tco.Prices]) -> SystemCost:
+    p, note = tco.prices_for(prices, run.label, run.device_name)
+    if p is None:
+        return SystemCost(None, f"TCO unavailable: {note}", missing(note))
+    return SystemCost(p, note, Value(tco.hourly_fixed_eur(p)))
+
+
+def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None = None,
+                 backend: str = "baseline", prices_source: str | None = None) -> Report:
+    """Pair the records of `runs` (the first is the reference of every ratio) into a Report."""
+    if not runs:
+        raise UsageError("give at least one run directory or bundle")
+    if backend not in BACKEND_CHOICES and not any(r.get("backend") == backend for run in runs for r in run.records):
+        seen = sorted({str(r.get("backend")) for run in runs for r in run.records})
+        raise UsageError(f"no record has backend {backend!r}; these runs have: {', '.join(seen) or 'none'} "
+                         f"(or use baseline / all)")
+    labels = _labels(runs)
+    costs = [_system_cost(run, prices) for run in runs] if prices is not None else [None] * len(runs)
+    systems = [_system(run, label) for run, label in zip(runs, labels)]
+    systems = [replace(s, cost=c) for s, c in zip(systems, costs)]
+    index: dict[tuple[str, str, str, str], list[dict[str, Any] | None]] = {}
+    for i, run in enumerate(runs):
+        for rec in run.records:
+            if _selected(rec, backend):
+                slot = index.setdefault(_key(rec), [None] * len(runs))
+                if slot[i] is None:  # a repeated measurement: the first one counts
+                    slot[i] = rec
+    order: dict[str, int] = {}  # rows grouped by family (first appearance), refs numbered in that order
+    planned = []
+    for key, recs in index.items():
+        metric_keys = {k for r in recs if r is not None for k in _d(r.get("metrics"))}
+        family = family_of(key[1], metric_keys)
+        planned.append((order.setdefault(family.name, len(order)), key, recs, family))
+    planned.sort(key=lambda item: item[0])
+    rows, refs = [], 0
+    for _, key, recs, family in planned:
+        first = recs[0]
+        ref = None
+        if first is not None and first["status"] == "ok" and family.metrics:
+            ref = _number(_d(first.get("metrics")).get(family.metrics[0].key))
+        cells: list[Cell | None] = []
+        for i, rec in enumerate(recs):
+            if rec is None:
+                cells.append(None)
+                continue
+            refs += 1
+            cells.append(replace(_cell(rec, family, ref, costs[i]), ref=f"r{refs}"))
+        sample = next(r for r in recs if r is not None)
+        rows.append(Row(sample.get("entry"), key[1], key[3], _d(sample.get("params")), family, tuple(cells)))
+    shown = [[r for r in run.records if _selected(r, backend)] for run in runs]
+    return Report(tuple(systems), tuple(rows), tuple(_warnings(runs, systems, shown)), backend, prices_source)
+
+
+def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
+              shown: Sequence[list[dict[str, Any]]]) -> list[str]:
+    """Loud notes a buyer must read first; record-level ones count the records in the report."""
+    out: list[str] = []
+    for run, s, records in zip(runs, systems, shown):
+        if s.preview:
+            out.append(f"{s.label}: PREVIEW run (CPU or shrunk sizes): its numbers are not comparable "
+                       "and say nothing about the hardware")
+        elif not s.comparable:
+            out.append(f"{s.label}: the run is marked not comparable")
+        if not s.complete and not any("incomplete" in w for w in run.warnings):
+            out.append(f"{s.label}: the run is INCOMPLETE: some measurements are missing")
+        # Verification repeats a warning per record: say each once, with how many records it concerns.
+        counts = Counter(run.warnings)
+        out += [f"{s.label}: {w}" + (f" ({n} records)" if n > 1 else "") for w, n in counts.items()]
+        interpreted = sum(1 for r in records if r.get("interpreted"))
+        if interpreted:
+            out.append(f"{s.label}: {interpreted} measurement(s) ran in Triton's CPU interpreter: "
+                       "their timings are meaningless")
+        throttled = [r for r in records if _d(_d(r.get("telemetry")).get("throttle")).get("throttled")]
+        if throttled:
+            reasons = sorted({str(x) for r in throttled
+                              for x in _d(r["telemetry"]["throttle"]).get("reasons_seen") or [] if x != "GpuIdle"})
+            out.append(f"{s.label}: THROTTLED during {len(throttled)} measurement(s) "
+                       f"({', '.join(reasons) or 'reason not reported'}): clocks were held below full speed")
+        if s.description_missing:
+            out.append(f"{s.label}: the system description lacks {s.description_missing} required field(s)")
+    suites = {(s.suite, s.suite_sha256) for s in systems}
+    if len(suites) > 1:
+        listed = "; ".join(f"{s.label}: {s.suite} sha256 {s.suite_sha256 or '?'}" for s in systems)
+        out.append(f"the systems ran different suites or suite versions ({listed}): "
+                   "numbers may not be comparable")
+    return out

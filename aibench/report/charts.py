@@ -1,0 +1,163 @@
+"""Charts for the HTML report: PNG images (matplotlib, Agg, headless) as base64 text.
+
+matplotlib is imported only here and only when a chart is drawn (HAS_MATPLOTLIB says whether it
+can be); without it the report says so instead of failing. Labels come from hostile runs:
+mathtext parsing is off, so a `$...$` label is drawn as text and cannot break rendering.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import importlib.util
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aibench.report.model import Report, Row
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+MAX_BARS = 30  # measurements per chart; more would be unreadable
+MAX_LINES = 6  # records per power chart
+MAX_SAMPLES_BYTES = 20 * 2**20  # a samples CSV larger than this is not read (a report is not a parser test)
+_POWER_COLUMNS = ("power_instant_w", "power_usage_w")  # NVML / amdsmi readers, instant first
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    png_base64: str
+    alt: str
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    metric = rows[0].family.metrics[0]
+    n_sys = len(report.systems)
+    with rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=(9, 1.2 + 0.35 * len(rows) * max(1, n_sys) / 1.5))
+        ax = fig.add_subplot()
+        height = 0.8 / n_sys
+        for s in range(n_sys):
+            ys, xs = [], []
+            for r, row in enumerate(rows):
+                cell = row.cells[s]
+                y = r + (s - (n_sys - 1) / 2) * height  # the systems' bars side by side around tick r
+                value = cell.values[0].value if cell is not None and cell.values else None
+                if value is None:  # no bar for what was not measured; say so on the axis
+                    ax.text(0, y, " n/a", va="center", fontsize=7, color="gray")
+                else:
+                    ys.append(y)
+                    xs.append(value * metric.scale)
+            ax.barh(ys, xs, height=height, color=f"C{s % 10}")
+        ax.set_yticks(range(len(rows)))
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # first measurement on top
+        named = report.backend != "baseline"  # the baseline view shows one backend per measurement
+        ax.set_yticklabels([_short(f"{row.label} ({row.backend})" if named else row.label) for row in rows],
+                           fontsize=8)
+        unit = "" if metric.unit == metric.title else f" ({metric.unit})"
+        ax.set_xlabel(f"{metric.title}{unit}, higher is better")
+        ax.set_title(_short(title, 90), fontsize=10)
+        # Explicit handles: a system with no bar at all still gets its colour in the legend.
+        handles = [Patch(color=f"C{s % 10}", label=_short(system.label, 40)) for s, system in enumerate(report.systems)]
+        ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        png = _png(fig)
+    return Chart(title, png, f"bar chart of {metric.title} per measurement and system")
+
+
+def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:
+    """One bar chart per headline metric group comparing the systems; notes on what was left out."""
+    if not HAS_MATPLOTLIB:
+        return [], ["charts not drawn: matplotlib is not installed"]
+    charts, notes = [], []
+    for family, rows in report.families():
+        if not family.metrics:
+            continue
+        if len(rows) > MAX_BARS:
+            notes.append(f"{family.name}: the chart shows the first {MAX_BARS} of {len(rows)} measurements")
+        charts.append(_bar_chart(report, f"{family.name}: {family.metrics[0].title}", rows[:MAX_BARS]))
+    return charts, notes
+
+
+def _read_power(path: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """device -> (t_rel_s, watts) from a telemetry samples CSV; empty cells are skipped, not zeros."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        column = next((c for c in _POWER_COLUMNS if c in (reader.fieldnames or [])), None)
+        if column is None or "t_rel_s" not in (reader.fieldnames or []):
+            return out
+        for line in reader:
+            try:
+                t, w = float(line["t_rel_s"]), float(line[column])
+            except (TypeError, ValueError):
+                continue
+            ts, ws = out.setdefault(str(line.get("device") or "0"), ([], []))
+            ts.append(t)
+            ws.append(w)
+    return out
+
+
+def power_charts(report: Report) -> tuple[list[Chart], list[str]]:
+    """Power over time of each system's records, from the samples CSVs of run directories only."""
+    charts: list[Chart] = []
+    notes: list[str] = []
+    for s, system in enumerate(report.systems):
+        cells = [(row, c) for row in report.rows if (c := row.cells[s]) is not None and c.samples_file]
+        if not cells:
+            continue
+        if not system.is_dir:
+            notes.append(f"{system.label}: no power-over-time chart: a bundle is read in memory and never "
+                         "extracted (report its run directory to see one)")
+            continue
+        if not HAS_MATPLOTLIB:
+            continue
+        root = Path(system.source).resolve()
+        series = []
+        for row, cell in cells[:MAX_LINES]:
+            path = (root / str(cell.samples_file)).resolve()
+            if not path.is_relative_to(root) or not path.is_file() or path.stat().st_size > MAX_SAMPLES_BYTES:
+                notes.append(f"{system.label}: {cell.ref}: samples file not read ({cell.samples_file})")
+                continue
+            try:
+                data = _read_power(path)
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                notes.append(f"{system.label}: {cell.ref}: samples file unreadable ({exc})")
+                continue
+            series += [(f"{cell.ref} {_short(row.label, 40)}" + (f" dev {d}" if len(data) > 1 else ""), ts, ws)
+                       for d, (ts, ws) in data.items() if ts]
+        if series:
+            charts.append(_power_chart(system.label, series))
+    return charts, notes
+
+
+def _power_chart(label: str, series: list[tuple[str, list[float], list[float]]]) -> Chart:
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=(9, 3.5))
+        ax = fig.add_subplot()
+        for name, ts, ws in series:
+            ax.plot(ts, ws, label=name, linewidth=1)
+        ax.set_xlabel("time in the energy window (s)")
+        ax.set_ylabel("measured power (W)")
+        ax.set_title(_short(f"{label}: power over time", 90), fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+        png = _png(fig)
+    return Chart(f"{label}: power over time", png, f"line chart of measured power over time on {label}")

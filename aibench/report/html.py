@@ -1,0 +1,96 @@
+"""The report as one self-contained HTML page (jinja2, autoescaped; charts embedded as base64 PNG).
+
+Every string from a run is hostile: the template escapes all of it (autoescape=True), and no
+value is ever marked safe. The page has no script and loads nothing from elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aibench import __version__
+from aibench.errors import AibenchError
+from aibench.report.markdown import BACKEND_NOTE
+from aibench.report.model import (
+    Cell,
+    Report,
+    System,
+    cost_texts,
+    cost_view,
+    energy_texts,
+    energy_view,
+    metric_texts,
+    prices_texts,
+    ratio_text,
+)
+
+
+def _environment() -> Any:
+    try:
+        import jinja2
+    except ImportError:  # a runtime dependency; a broken install still gets one clear line
+        raise AibenchError("HTML reports need jinja2 (pip install 'jinja2>=3.1')") from None
+    return jinja2.Environment(loader=jinja2.PackageLoader("aibench.report", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _title(system: System, cell: Cell) -> str:
+    return f"{cell.ref}: record {cell.record_id} of {system.label} ({system.source})"
+
+
+def _results(report: Report) -> list[dict[str, Any]]:
+    out = []
+    for family, rows in report.families():
+        body = []
+        for row in rows:
+            for system, cell in zip(report.systems, row.cells):
+                if cell is None:
+                    body.append({"label": row.label, "backend": row.backend, "system": system.label, "cls": "na",
+                                 "texts": ["not measured"] + ["-"] * (len(family.metrics) - 1), "ratio": "-",
+                                 "ref": "", "title": f"{system.label} has no record of this measurement"})
+                    continue
+                body.append({"label": row.label, "backend": row.backend, "system": system.label,
+                             "cls": "ok" if cell.status == "ok" else "bad", "texts": metric_texts(family, cell),
+                             "ratio": ratio_text(cell.ratio), "ref": cell.ref, "title": _title(system, cell)})
+        out.append({"name": family.name, "metrics": [m.title for m in family.metrics], "rows": body})
+    return out
+
+
+def _energy(report: Report) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, unmeasured = energy_view(report)
+    return ([{"label": row.label, "system": system.label, "texts": energy_texts(cell.energy), "ref": cell.ref,
+              "title": _title(system, cell)} for row, system, cell in rows],
+            [f"{system.label}: energy unavailable ({why})" for system, why in unmeasured])
+
+
+def _tco(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    systems = [{"system": s.label, "note": s.cost.note if s.cost else "no prices",
+                "prices": prices_texts(s.cost) if s.cost and s.cost.prices else None} for s in report.systems]
+    rows = [{"label": row.label, "system": system.label, "ref": cell.ref, "title": _title(system, cell),
+             "texts": [energy_texts(cell.energy)[0], *cost_texts(cell.cost)]}
+            for row, system, cell in cost_view(report) if cell.cost is not None]
+    return systems, rows
+
+
+def render_html(report: Report, charts: bool = True) -> str:
+    headline: list[Any] = []
+    power: list[Any] = []
+    chart_notes: list[str] = []
+    if charts:
+        from aibench.report.charts import headline_charts, power_charts
+
+        headline, notes = headline_charts(report)
+        power, more = power_charts(report)
+        chart_notes = notes + more
+    energy_rows, unmeasured = _energy(report)
+    tco_systems, tco_rows = _tco(report)
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        version=__version__, report=report, systems=report.systems, warnings=report.warnings,
+        backend_note=BACKEND_NOTE.get(report.backend, f"backend {report.backend}"),
+        first=report.systems[0].label, results=_results(report), energy_rows=energy_rows, unmeasured=unmeasured,
+        has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
+        tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power,
+        chart_notes=chart_notes, records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+                                          for _, s, c in report.cells()],
+    )
