@@ -30,14 +30,14 @@ mkdir -p /tmp/energy; OUT=/tmp/energy timeout 50 python3 scripts/energy_check.py
 cp /tmp/energy/summary.json "$OUT/energy.json" 2>/dev/null
 
 step "suite gigafactory --quick"
-aibench bundle keygen /tmp/ref.key --force >>"$LOG" 2>&1
-timeout 180 aibench suite gigafactory --quick --out /tmp/runs >>"$LOG" 2>&1
+python3 -m aibench bundle keygen /tmp/ref.key --force >>"$LOG" 2>&1
+timeout 180 python3 -m aibench suite gigafactory --quick --out /tmp/runs >>"$LOG" 2>&1
 run=$(ls -d /tmp/runs/*/ 2>/dev/null | head -1)
 if [ -n "$run" ]; then
   step "bundle pack + verify $run"
-  aibench bundle pack "$run" -o "$OUT/bundle.tar.gz" --key /tmp/ref.key >>"$LOG" 2>&1
+  python3 -m aibench bundle pack "$run" -o "$OUT/bundle.tar.gz" --key /tmp/ref.key >>"$LOG" 2>&1
   cp /tmp/ref.key.pub "$OUT/bundle.pub"
-  aibench bundle verify "$OUT/bundle.tar.gz" --pubkey /tmp/ref.key.pub --json >"$OUT/verify.json" 2>>"$LOG"
+  python3 -m aibench bundle verify "$OUT/bundle.tar.gz" --pubkey /tmp/ref.key.pub --json >"$OUT/verify.json" 2>>"$LOG"
 fi
 
 step "pytest gpu tier"
