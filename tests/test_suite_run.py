@@ -38,6 +38,7 @@ preview = { params = { mib = 1 }, sweep = { mib = [1, 2, 3, 4, 5, 6] } }
 [[entry]]
 id = "later"
 workload = "collective.all_reduce"
+requires = { gpus = 2 }
 """
 
 
@@ -91,7 +92,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> Non
     assert after[: len(before)] == before  # what was finished before the kill is kept as it was
     assert {r["params"]["mib"] for r in after if r["workload"] == "memory.copy"} == {1, 2, 3, 4, 5, 6}
     skipped = [r for r in after if r["entry"] == "later"]
-    assert skipped[0]["status"] == "skipped" and "not available in this build" in skipped[0]["reason"]
+    assert skipped[0]["status"] == "skipped" and "needs 2 GPUs" in skipped[0]["reason"]
     for r in after:
         validate(r)
     manifest = json.loads((run / "manifest.json").read_text())

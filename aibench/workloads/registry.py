@@ -237,6 +237,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "aibench.workloads.llm",
     "aibench.workloads.llm_serve",
     "aibench.workloads.vision",
+    "aibench.workloads.collectives",
 )
 
 LOAD_ERRORS: dict[str, str] = {}
