@@ -165,6 +165,10 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
     samples: list[dict[str, Any]] = []
     if options.telemetry and telemetry is not None and not telemetry.available:
         tel_summary = {"available": False, "reason": telemetry.reason}
+    elif options.telemetry and telemetry is not None and case.devices > telemetry.device_count:
+        # One GPU's energy is not the energy of work spread over several: say so, give no number.
+        tel_summary = {"available": False, "reason": f"this case runs on {case.devices} devices; the run's "
+                       f"telemetry covers {telemetry.device_count}"}
     elif options.telemetry and telemetry is not None:
         # Energy needs long windows (counter granularity, methods.md): fn back to back, no flush.
         result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),

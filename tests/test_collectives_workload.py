@@ -36,8 +36,9 @@ class _FakeTelemetry:
     available = True
     reason = None
 
-    def __init__(self) -> None:
+    def __init__(self, device_count: int = 2) -> None:
         self.calls = 0
+        self.device_count = device_count
 
     def measure_energy(self, fn: Any, sync: Any, *, min_duration_s: float, work: Any) -> Any:
         for _ in range(2):
@@ -85,6 +86,17 @@ def test_all_reduce_end_to_end_through_the_runner() -> None:
     assert rec.metrics["algbw_gbps"] == pytest.approx(size / rec.timing["median"] / 1e9)
     assert telemetry.calls == 2  # fn ran bursts of the collective in the ranks
     assert rec.work["collectives"] >= 1
+
+
+def test_energy_of_one_device_is_not_attributed_to_two() -> None:
+    telemetry = _FakeTelemetry(device_count=1)
+    [outcome] = run_workload("collective.broadcast", {"size_mib": 1}, CPU,
+                             options=RunOptions(timer=FAST.timer, telemetry=True), telemetry=telemetry)
+    rec = outcome.record
+    assert rec.status == "ok", rec.reason
+    assert telemetry.calls == 0
+    assert rec.telemetry == {"available": False,
+                             "reason": "this case runs on 2 devices; the run's telemetry covers 1"}
 
 
 def test_wrong_result_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:

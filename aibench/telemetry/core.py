@@ -75,6 +75,11 @@ class Telemetry:
         self._closer = closer
         self._closed = False
 
+    @property
+    def device_count(self) -> int:
+        """How many devices these samplers cover."""
+        return len(self.readers)
+
     # -- windows ---------------------------------------------------------------------------------
     def _sample_all(self, t: float | None = None, boundary: bool = False) -> None:
         for sampler in self.samplers:

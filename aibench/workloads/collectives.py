@@ -156,7 +156,7 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
         pool.burst(burst, info["iteration_s"])
 
     return Case(fn=fn, check=check, measure=measure, work={"collectives": float(burst)}, dtype=p["dtype"],
-                details=details, cuda_graph_ok=False)
+                details=details, cuda_graph_ok=False, devices=world)
 
 
 for _op in OPS:

@@ -127,6 +127,7 @@ class Case:
     details: dict[str, Any] = field(default_factory=dict)  # recorded as-is (JSON-safe values)
     measure: Callable[[Any], CustomMeasurement] | None = None  # replaces the timer when set
     cuda_graph_ok: bool = True  # False when fn synchronises or allocates (cannot be captured)
+    devices: int = 1  # devices fn runs on at once (a collective: every rank's GPU)
 
 
 SetupFn = Callable[[dict[str, Any], torch.device], Case]
