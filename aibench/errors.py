@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """An exception as one short line for a record's reason: the first line of its message
+    (CUDA and Triton errors run to pages), or its type when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class AibenchError(Exception):
     """Base class: a failure the user can understand and act on (exit code 1)."""
 

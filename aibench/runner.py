@@ -20,7 +20,7 @@ import torch
 
 from aibench import devices, stats
 from aibench.deadline import Deadline
-from aibench.errors import Unsupported
+from aibench.errors import Unsupported, first_line
 from aibench.records import Record, now_iso, record_key
 from aibench.timer import TimerConfig, Timing, measure
 from aibench.workloads.registry import Backend, Case, Workload, get
@@ -120,10 +120,10 @@ def run_case(
     except Unsupported as exc:
         return Outcome(done(status="skipped", reason=str(exc)))
     except torch.OutOfMemoryError as exc:
-        return Outcome(done(status="failed", reason=f"out of memory: {_first_line(exc)}"))
+        return Outcome(done(status="failed", reason=f"out of memory: {first_line(exc)}"))
     except Exception as exc:  # a workload's failure is recorded; the suite goes on
         tb = traceback.format_exc(limit=6)
-        return Outcome(done(status="failed", reason=f"{type(exc).__name__}: {_first_line(exc)}",
+        return Outcome(done(status="failed", reason=f"{type(exc).__name__}: {first_line(exc)}",
                             details={"traceback": tb[-4000:]}))
     finally:
         del case
@@ -230,8 +230,3 @@ def speedup_against(baseline: Record, median_s: float) -> tuple[float | None, st
     if baseline.status != "ok" or not baseline.median_s:
         return None, f"baseline {baseline.backend!r} has no valid timing ({baseline.status})"
     return baseline.median_s / median_s, ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__

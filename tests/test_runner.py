@@ -157,3 +157,12 @@ def test_deadline_passes_a_real_interrupt_through() -> None:
     with pytest.raises(KeyboardInterrupt), Deadline(10.0) as d:
         raise KeyboardInterrupt
     assert not d.fired
+
+
+def test_first_line_of_an_empty_or_long_message() -> None:
+    from aibench.errors import first_line
+
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(RuntimeError("  \n")) == "RuntimeError"
+    assert first_line(RuntimeError("CUDA error: x\n  page two")) == "CUDA error: x"
+    assert len(first_line(ValueError("y" * 900))) == 500

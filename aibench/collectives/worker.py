@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from aibench.errors import first_line
+
 # A rank blocked in a collective gives up after this (the parent kills it well before).
 GROUP_TIMEOUT = timedelta(minutes=10)
 CHECK_CHUNK = 1 << 24  # elements per reference chunk: bounds the check's temporary memory
@@ -356,8 +358,7 @@ def worker_main(rank: int, world: int, port: int, device_type: str, commands: An
             payload, state = _serve(rank, world, device, cmd, arg, state, fault)
             results.put(("ok", rank, seq, payload, None))
     except Exception as exc:
-        text = str(exc).strip()
-        message = f"{type(exc).__name__}: {text.splitlines()[0][:500]}" if text else type(exc).__name__
+        message = f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
         results.put(("error", rank, seq, message, traceback.format_exc()))
     finally:
         if dist.is_available() and dist.is_initialized():

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from aibench import devices
 from aibench.checks import compare, tolerance_for
-from aibench.errors import Unsupported, UsageError
+from aibench.errors import Unsupported, UsageError, first_line
 from aibench.kernels.attention import attention as triton_attention
 from aibench.kernels.attention import attention_bytes, attention_flops, attention_reference
 from aibench.workloads.registry import Case, Check, Param, workload
@@ -154,7 +154,7 @@ def _prefill_flash(p: dict[str, Any], device: torch.device) -> Case:
         case.fn()  # the flash backend refuses some shapes and head dims: find out before timing
         devices.synchronize(device)
     except RuntimeError as exc:
-        raise Unsupported(f"SDPA's flash backend cannot run this case: {str(exc).splitlines()[0]}") from exc
+        raise Unsupported(f"SDPA's flash backend cannot run this case: {first_line(exc)}") from exc
     return case
 
 
