@@ -7,7 +7,6 @@ its input. Sample sets are small (tens to thousands), so clarity wins over speed
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 
 # Consistency constant: 1.4826 * MAD estimates the standard deviation of a normal
@@ -112,17 +111,31 @@ def bootstrap_ci_median(
     """Percentile-bootstrap confidence interval of the median.
 
     Deterministic for a given seed, so that a record can be re-derived from its raw samples.
+    Resamples draw indices into the sorted samples, so a resample's median is found with a
+    partial sort of integers (numpy, in chunks of bounded memory): a record of 10,000 samples
+    takes a fraction of a second instead of the ~10 s a pure-Python loop took.
     """
+    import numpy as np
+
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     values = _require(samples)
     if len(values) == 1:
         return values[0], values[0]
-    rng = random.Random(seed)
-    n = len(values)
-    medians = [median(rng.choices(values, k=n)) for _ in range(resamples)]
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ordered)
+    low, high = (n - 1) // 2, n // 2  # the order statistics whose mean is the median
+    rng = np.random.default_rng(seed)
+    medians = np.empty(resamples, dtype=np.float64)
+    chunk = max(1, 2_000_000 // n)  # at most ~16 MB of indices at a time
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        idx = np.partition(rng.integers(0, n, size=(rows, n)), (low, high), axis=1)
+        # Indices into sorted values: the k-th smallest index picks the k-th smallest value.
+        medians[start : start + rows] = (ordered[idx[:, low]] + ordered[idx[:, high]]) / 2
     alpha = (1.0 - confidence) / 2.0
-    return percentile(medians, 100.0 * alpha), percentile(medians, 100.0 * (1.0 - alpha))
+    draws = medians.tolist()
+    return percentile(draws, 100.0 * alpha), percentile(draws, 100.0 * (1.0 - alpha))
 
 
 def summarize(samples: Sequence[float], *, seed: int = 0) -> dict[str, float | list[float]]:

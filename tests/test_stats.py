@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -85,3 +86,15 @@ def test_bad_input_raises(bad: list[float]) -> None:
 def test_percentile_range_checked() -> None:
     with pytest.raises(ValueError):
         stats.percentile(SAMPLES, 101)
+
+
+@pytest.mark.parametrize("n", [101, 2000, 2001, 10_000])
+def test_bootstrap_ci_width_matches_the_median_standard_error(n: int) -> None:
+    """For normal samples the median's standard error is sqrt(pi/2) * sigma / sqrt(n), so a 95%
+    interval spans about 2 * 1.96 of it; odd and even n (one or two middle order statistics)."""
+    rng = random.Random(n)
+    data = [rng.gauss(10.0, 1.0) for _ in range(n)]
+    lo, hi = stats.bootstrap_ci_median(data, seed=1)
+    assert lo <= stats.median(data) <= hi
+    expected = 2 * 1.96 * stats.MEDIAN_SE_FACTOR / math.sqrt(n)
+    assert 0.8 * expected < hi - lo < 1.2 * expected
