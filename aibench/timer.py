@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from aibench import stats
+from aibench import devices, stats
 
 FLUSH_MIN_BYTES = 256 * 1024 * 1024  # triton.testing.do_bench's 256 MiB (methods.md)
 
@@ -166,9 +166,7 @@ class _L2Flusher:
     """A buffer at least twice the L2 (and >= 256 MiB) whose memset evicts the cache."""
 
     def __init__(self, device: torch.device) -> None:
-        props = torch.cuda.get_device_properties(device)
-        l2 = int(getattr(props, "L2_cache_size", 0) or 0)
-        nbytes = max(FLUSH_MIN_BYTES, 2 * l2)
+        nbytes = max(FLUSH_MIN_BYTES, 2 * (devices.l2_cache_bytes(device) or 0))
         self.buffer = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
 
     def __call__(self) -> None:

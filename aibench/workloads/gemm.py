@@ -25,6 +25,7 @@ from aibench.kernels.matmul import (
     matmul_reference,
     tuned_config,
 )
+from aibench.workloads.coldcache import rotating, rotation
 from aibench.workloads.registry import Case, Check, Param, workload
 
 DTYPES: dict[str, torch.dtype] = {
@@ -106,7 +107,10 @@ class _Inputs:
         """Names the tolerance row and the peak-TFLOP/s row (none exists for tf32: no % of peak)."""
         return "tf32" if self.tf32 else str(self.dtype).replace("torch.", "")
 
-    def case(self, fn: Callable[[], torch.Tensor], backend_details: dict[str, Any]) -> Case:
+    def case(self, op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], backend_details: dict[str, Any]) -> Case:
+        """The Case timing `op(a, b)`, each call on the next copy of the operands (coldcache)."""
+        rot, cold = rotation((self.a, self.b), self.a.device)
+        fn = rotating(op, rot)
         rows = _check_rows(self.m, self.n, self.a.device)
         on_gpu = self.a.device.type != "cpu"
         ref_dtype = (
@@ -130,6 +134,7 @@ class _Inputs:
             "transpose_b": self.transpose_b,
             "check_rows": "all" if rows is None else int(rows.numel()),
             "reference_dtype": str(ref_dtype).replace("torch.", ""),
+            **cold,
             **backend_details,
         }
         return Case(
@@ -173,53 +178,53 @@ def _tf32(enabled: bool) -> Iterator[None]:
 @gemm.backend("torch", baseline=True, description="torch.matmul (cuBLAS / hipBLASLt); torch._scaled_mm for fp8")
 def _gemm_torch(p: dict[str, Any], device: torch.device) -> Case:
     x = _Inputs(p, device)
-    a, b = x.a, x.b
     if x.fp8:
         if not hasattr(torch, "_scaled_mm"):
             raise Unsupported(f"torch {torch.__version__} has no torch._scaled_mm for fp8")
 
-        def fn() -> torch.Tensor:
+        def op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return torch._scaled_mm(
                 a, b, scale_a=x.a_scale, scale_b=x.b_scale, out_dtype=x.out_dtype, use_fast_accum=x.fast_accum
             )
 
-        op = "torch._scaled_mm"
+        name = "torch._scaled_mm"
     elif x.dtype == torch.float32:
 
-        def fn() -> torch.Tensor:
+        def op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             with _tf32(x.tf32):
                 return torch.matmul(a, b)
 
-        op = "torch.matmul"
+        name = "torch.matmul"
     else:
 
-        def fn() -> torch.Tensor:
+        def op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return torch.matmul(a, b)
 
-        op = "torch.matmul"
+        name = "torch.matmul"
+    case = x.case(op, {"op": name})
     try:
-        fn()  # warm-up outside the timer; also how _scaled_mm's shape limits surface
+        case.fn()  # warm-up outside the timer; also how _scaled_mm's shape limits surface
         devices.synchronize(device)
     except RuntimeError as exc:
-        raise Unsupported(f"{op} cannot run this case: {exc}") from exc
-    return x.case(fn, {"op": op})
+        raise Unsupported(f"{name} cannot run this case: {exc}") from exc
+    return case
 
 
 @gemm.backend("triton", available=devices.triton_usable, description="aibench.kernels.matmul (Triton)")
 def _gemm_triton(p: dict[str, Any], device: torch.device) -> Case:
     x = _Inputs(p, device)
-    a, b = x.a, x.b
 
-    def fn() -> torch.Tensor:
+    def op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return matmul(
             a, b, allow_tf32=x.tf32, a_scale=x.a_scale, b_scale=x.b_scale, fp8_fast_accum=x.fast_accum
         )
 
-    details: dict[str, Any] = {"op": "aibench.kernels.matmul", "interpreted": devices.is_interpreted(device)}
+    case = x.case(op, {"op": "aibench.kernels.matmul", "interpreted": devices.is_interpreted(device)})
     if device.type != "cpu":
         # Autotuning happens on the first call of each shape: do it here, outside the timer
-        # (and outside any CUDA graph capture), and record the config it picked.
-        fn()
+        # (and outside any CUDA graph capture), and record the config it picked. The copies of
+        # the operands share the key (same shape and strides): one tuning serves them all.
+        case.fn()
         devices.synchronize(device)
-        details["config"] = tuned_config()
-    return x.case(fn, details)
+        case.details["config"] = tuned_config()
+    return case
