@@ -33,6 +33,7 @@ runner's job. The format:
     quick = { shape_set = "...", sweep = {...}, params = {...}, backends = [...], skip = false }
     preview = { shape_set = "...", sweep = {...}, params = {...}, backends = [...], skip = false }
     requires = { gpus = 2, gpu = true, fp8 = true }   # any of them
+    timer = { cuda_graph = true }   # optional: this entry's timing mode over the rules' (cuda_graph, flush_l2)
 
 A case's parameters are params, overlaid with one shape of the set, overlaid with one point of
 the sweep (so `sweep = { m = [1, 4096] }` over a GEMM shape set picks its token counts). Its id
@@ -41,7 +42,9 @@ are planned once. `quick` overlays the full entry: its shape_set and backends re
 entry's, its sweep axes and params replace those of the same name. `preview` does NOT inherit the
 entry (full-size params would run for hours on a CPU): a preview case is the workload's preview
 defaults, overlaid with `preview.params` and expanded by `preview.shape_set` / `preview.sweep`.
-An unmet `requires`, a workload missing from this build or `skip = true` gives one skipped case
+`timer` holds in every mode: decode-sized kernels (a few microseconds) are timed as CUDA-graph
+replays, which take the host's launch cost out of a number meant for the GPU (on a CPU it has no
+effect). An unmet `requires`, a workload missing from this build or `skip = true` gives one skipped case
 for the entry, with the reason. Validation (aibench.suite_check) names the file, line and key.
 """
 
@@ -168,6 +171,7 @@ class Entry:
     preview: ModeOverride = field(default_factory=ModeOverride)
     requires: Requires = field(default_factory=Requires)
     description: str = ""
+    timer: Mapping[str, Any] = field(default_factory=dict)  # TimerConfig fields over the rules'
 
     def expansion(self, mode: str) -> ModeOverride:
         """What this entry runs in one mode: params, shape set, sweep, backends, skip."""
@@ -214,6 +218,7 @@ class PlannedCase:
     params: dict[str, Any]  # overrides for run_workload; the rest are the workload's defaults
     backends: tuple[str, ...] | None  # None: every backend
     skip_reason: str | None = None
+    timer: Mapping[str, Any] = field(default_factory=dict)  # the entry's timer overrides
 
 
 @dataclass(frozen=True)
@@ -269,7 +274,8 @@ def _plan_entry(entry: Entry, mode: str, ctx: PlanContext) -> list[PlannedCase]:
             seen.add(key)
             label = ",".join(f"{k}={_fmt(v)}" for k, v in varying.items())
             case_id = f"{entry.id}/{label}" if label else entry.id
-            cases.append(PlannedCase(entry.id, case_id, entry.workload, params, run.backends))
+            cases.append(PlannedCase(entry.id, case_id, entry.workload, params, run.backends,
+                                     timer=dict(entry.timer)))
     return cases
 
 

@@ -31,9 +31,10 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _TOP_KEYS = {"suite", "rules", "quick", "preview", "entry"}
 _SUITE_KEYS = {"name", "version", "description"}
 _ENTRY_KEYS = {"id", "workload", "description", "backends", "params", "shape_set", "sweep",
-               "quick", "preview", "requires"}
+               "quick", "preview", "requires", "timer"}
 _MODE_KEYS = {"shape_set", "sweep", "params", "skip", "backends"}
 _REQUIRES_KEYS = {"gpus": int, "gpu": bool, "fp8": bool}
+_TIMER_KEYS = {"cuda_graph": bool, "flush_l2": bool}  # an entry's timing mode (TimerConfig fields)
 _RULE_TYPES: dict[str, type] = {"min_time_s": float, "min_samples": int, "target_rel_se": float,
                                 "warmup_s": float, "max_time_s": float, "seed": int,
                                 "energy_min_s": float, "flush_l2": bool, "cuda_graph": bool,
@@ -164,6 +165,7 @@ class Checker:
             preview=self.mode(raw, (*p, "preview")),
             requires=self.requires(raw, (*p, "requires")),
             description=self.get(raw, (*p, "description"), str) or "",
+            timer=self.timer(raw, (*p, "timer")),
         )
         return entry if ident is not None and workload is not None else None
 
@@ -213,6 +215,12 @@ class Checker:
         if (values.get("gpus") or 0) < 0:
             self.error((*path, "gpus"), "must not be negative")
         return Requires(**{k: v for k, v in values.items() if v is not None})
+
+    def timer(self, parent: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+        raw = self.table(parent, path) or {}
+        self.unknown(raw, path, set(_TIMER_KEYS))
+        values = {k: self.get(raw, (*path, k), kind) for k, kind in _TIMER_KEYS.items() if k in raw}
+        return {k: v for k, v in values.items() if v is not None}
 
     # ---- against the workload registry
 

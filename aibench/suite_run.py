@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,8 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     plan = suite.plan(mode, _plan_context(session))
     run.update(suite={**run.manifest["suite"], "entries": [
         {"id": c.case_id, "entry": c.entry_id, "workload": c.workload, "params": jsonable_params(c.params),
-         "backends": list(c.backends) if c.backends else None, "skip_reason": c.skip_reason} for c in plan
+         "backends": list(c.backends) if c.backends else None, "skip_reason": c.skip_reason,
+         "timer": dict(c.timer)} for c in plan
     ]})
     existing = run.records()
     done = {(r.get("entry"), r.get("backend")) for r in existing}
@@ -124,6 +125,8 @@ def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: d
     names = list(case.backends) if case.backends else [b.name for b in wl.ordered_backends()]
     backends = sorted((wl.get_backend(n) for n in names), key=lambda b: not b.baseline)
     params = wl.resolve_params(case.params, preview=session.preview)
+    if case.timer:  # the entry's own timing mode (e.g. CUDA-graph replays for decode-sized kernels)
+        options = replace(options, timer=replace(options.timer, **case.timer))
     written: list[dict[str, Any]] = []
     baseline: Record | None = None
     for backend in backends:

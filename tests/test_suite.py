@@ -277,6 +277,12 @@ ERROR_CASES = [
      "key 'backends'", "has no backend 'cuda'"),
     ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\nrequires = { gpus = true }\n", 9,
      "key 'requires.gpus'", "expected an integer"),
+    ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\ntimer = { cuda_graph = 1 }\n", 9,
+     "key 'timer.cuda_graph'", "expected a boolean"),
+    ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\ntimer = { cuda_graf = true }\n", 9,
+     "key 'timer.cuda_graf'", "did you mean 'cuda_graph'?"),
+    ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\ntimer = { min_samples = 3 }\n", 9,
+     "key 'timer.min_samples'", "allowed: cuda_graph, flush_l2"),
     ("\n[rules]\nmin_time_s = 0.1\nmin_samples = 1\n", 8, "key 'rules.min_samples'", "at least 2"),
     ("\n[rules]\nmin_tim_s = 0.1\n", 7, "key 'rules.min_tim_s'", "did you mean 'min_time_s'?"),
     ("\n[rules]\nmax_time_s = 4\n\n[quick.rules]\nmin_time_s = 9\n", 10, "key 'quick.rules.min_time_s'",
@@ -370,6 +376,36 @@ def test_shipped_suites_load_and_plan(name: str) -> None:
     # Preview must run something on a CPU, and never a multi-GPU model.
     runnable = [c for c in s.plan("preview", CPU) if c.skip_reason is None]
     assert runnable and all("70b" not in c.case_id for c in runnable)
+
+
+def test_entry_timer_overrides_reach_every_planned_case(tmp_path: Path, toy: registry.Workload) -> None:
+    s = load_suite(write(tmp_path, """
+        [[entry]]
+        id = "graphed"
+        workload = "test.toy"
+        sweep = { m = [1, 64] }
+        timer = { cuda_graph = true, flush_l2 = false }
+
+        [[entry]]
+        id = "plain"
+        workload = "test.toy"
+    """))
+    graphed = {"cuda_graph": True, "flush_l2": False}
+    for mode in ("full", "quick"):
+        plan = {c.case_id: c for c in s.plan(mode, ONE_GPU)}
+        assert plan["graphed/m=1"].timer == plan["graphed/m=64"].timer == graphed
+        assert plan["plain"].timer == {}
+    preview = {c.case_id: c for c in s.plan("preview", CPU)}  # preview does not inherit the sweep
+    assert preview["graphed"].timer == graphed and preview["plain"].timer == {}
+
+
+@pytest.mark.parametrize("name", ["gigafactory", "ci"])
+def test_shipped_decode_kernels_are_timed_as_graph_replays(name: str) -> None:
+    s = load_suite(name)
+    for entry in s.entries:
+        decode = entry.workload == "attention.decode" or (
+            entry.workload == "gemm" and max(entry.sweep.get("m", (1 << 30,))) <= 64)
+        assert (entry.timer.get("cuda_graph") is True) == decode, entry.id
 
 
 def test_gigafactory_content() -> None:

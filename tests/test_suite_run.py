@@ -116,3 +116,43 @@ def test_open_existing_rejects_a_non_run(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{broken")
     with pytest.raises(AibenchError, match="not valid JSON"):
         RunDir.open_existing(tmp_path)
+
+
+def test_entry_timer_overrides_reach_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry's `timer` table changes the timer of its own cases only, and the manifest says so."""
+    from aibench import suite_run
+    from aibench.session import Session
+    from aibench.suite import load_suite
+
+    path = tmp_path / "graphed.toml"
+    path.write_text(SUITE.split("[[entry]]")[0] + """
+[[entry]]
+id = "graphed"
+workload = "memory.copy"
+backends = ["torch"]
+timer = { cuda_graph = true }
+preview = { params = { mib = 1 } }
+
+[[entry]]
+id = "plain"
+workload = "memory.copy"
+backends = ["torch"]
+preview = { params = { mib = 1 } }
+""")
+    seen: dict[str, tuple[bool, bool]] = {}
+    real = suite_run.run_case
+
+    def spy(*args: object, **kwargs: object) -> object:
+        options = args[4]
+        seen[str(kwargs["entry"])] = (options.timer.cuda_graph, options.timer.flush_l2)  # type: ignore[attr-defined]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(suite_run, "run_case", spy)
+    session = Session.open("cpu", telemetry=False)
+    suite = load_suite(path)
+    run = suite_run.start_run(session, suite, "preview", tmp_path / "runs", None)
+    suite_run.execute(session, suite, "preview")
+    assert seen == {"graphed": (True, True), "plain": (False, True)}
+    entries = {e["id"]: e for e in run.manifest["suite"]["entries"]}
+    assert entries["graphed"]["timer"] == {"cuda_graph": True} and entries["plain"]["timer"] == {}
+    assert [r["status"] for r in run.records()] == ["ok", "ok"]
