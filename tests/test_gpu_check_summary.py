@@ -19,14 +19,23 @@ def rec(group: str, workload: str, backend: str, status: str = "ok", median: flo
             "timing": {"median": median}, "details": {"gpu_check_group": group}}
 
 
+def test_decode_sized_work_is_timed_as_graph_replays() -> None:
+    assert gpu_check.timer_for("gemm-llm", {"m": 64}).cuda_graph
+    assert not gpu_check.timer_for("gemm-llm", {"m": 65}).cuda_graph
+    assert gpu_check.timer_for("attn-decode", {"batch": 8}).cuda_graph
+    assert gpu_check.timer_for("llm-decode", {}).cuda_graph
+    assert not gpu_check.timer_for("gemm-square", {"m": 4096}).cuda_graph
+    assert gpu_check.timer_for("attn-prefill", {}).flush_l2
+
+
 def test_targets_from_records() -> None:
     results = [
         rec("copy", "memory.copy", "torch", gbps=4000.0),
         rec("copy", "memory.copy", "triton", gbps=3900.0),
         rec("gemm-square", "gemm", "triton", m=4096, speedup=0.95),
         rec("gemm-square", "gemm", "triton", m=8192, speedup=0.9),
-        rec("gemm-llm", "gemm", "triton", speedup=0.5),
-        rec("gemm-llm", "gemm", "triton", speedup=2.0),
+        rec("gemm-llm", "gemm", "triton", m=64, speedup=0.5),
+        rec("gemm-llm", "gemm", "triton", m=4096, speedup=2.0),
         rec("attn-prefill", "attention.prefill", "torch.flash", m=4096, median=3.0),
         rec("attn-prefill", "attention.prefill", "triton", m=4096, median=2.0, speedup=0.8),
         rec("attn-prefill", "attention.prefill", "torch.flash", m=8192, median=9.0),
@@ -40,6 +49,8 @@ def test_targets_from_records() -> None:
     assert s["copy_gbps_torch_max"] == 4000.0
     assert t["matmul_4096_vs_cublas"]["value"] == 0.95
     assert t["matmul_llm_geomean_vs_cublas"]["value"] == pytest.approx(1.0)
+    assert t["matmul_llm_geomean_vs_cublas"]["decode"] == 0.5
+    assert t["matmul_llm_geomean_vs_cublas"]["prefill"] == 2.0
     assert t["prefill_causal_d128_vs_sdpa_flash_min"]["value"] == 0.9  # 9 / 10; the other is 3 / 2
     assert sorted(t["prefill_causal_d128_vs_sdpa_flash_min"]["all"]) == [0.9, 1.5]
     assert t["prefill_causal_d128_vs_sdpa_default"]["all"] == [0.8, 0.7]
