@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from aibench.telemetry import Telemetry, open_telemetry, unavailable_summary, write_samples_csv
+from aibench.telemetry import sampler as sampler_mod
 from aibench.telemetry.sampler import Sampler
 
 
@@ -116,6 +117,53 @@ def test_fn_exception_stops_the_threads() -> None:
     with pytest.raises(ValueError):
         tele.measure_energy(boom, lambda: None, min_duration_s=1.0)
     assert not tele.samplers[0].running
+
+
+class BurningReader(ConstantReader):
+    """A reader whose every read costs `cpu_s` of this thread's CPU (a slow driver call)."""
+
+    def __init__(self, cpu_s: float) -> None:
+        super().__init__()
+        self.cpu_s = cpu_s
+
+    def read(self, t: float, full: bool, counter: bool) -> dict[str, object]:
+        end = time.thread_time() + self.cpu_s
+        while time.thread_time() < end:
+            pass
+        return super().read(t, full, counter)
+
+
+@pytest.mark.parametrize(("cpu_s", "capped"), [(0.0005, False), (0.005, True)])
+def test_sampler_over_its_cpu_budget_stretches_its_interval(
+    monkeypatch: pytest.MonkeyPatch, cpu_s: float, capped: bool
+) -> None:
+    """0.5 ms reads every 10 ms cost ~5% of a core: the interval grows until they cost ~1%.
+    5 ms reads would need 0.5 s: the interval stops at MAX_INTERVAL_S and the record says so."""
+    monkeypatch.setattr(sampler_mod, "BUDGET_CHECK_S", 0.15)
+    sampler = Sampler(BurningReader(cpu_s), interval_s=0.01)
+    sampler.start()
+    deadline = time.monotonic() + 5.0
+    while not sampler.stretches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sampler.stop()
+    over = sampler.overhead()
+    assert over["requested_interval_s"] == 0.01
+    (first, *_) = over["stretches"]
+    assert first["cpu_share"] > sampler_mod.OVERHEAD_BUDGET
+    if capped:
+        assert over["interval_s"] == sampler_mod.MAX_INTERVAL_S
+    else:
+        # The stretch aims at half the budget: cpu_s / interval ~ 1% (the loop's own cost adds a little).
+        assert 0.03 < over["interval_s"] < sampler_mod.MAX_INTERVAL_S
+        assert cpu_s / over["interval_s"] < sampler_mod.OVERHEAD_BUDGET
+
+
+def test_cheap_sampler_keeps_its_interval() -> None:
+    sampler = Sampler(ConstantReader(), interval_s=0.01)
+    sampler._keep_within_budget(0.019, 1.0)  # under 2%: nothing changes
+    assert sampler.interval_s == 0.01 and sampler.stretches == []
+    sampler._keep_within_budget(0.04, 2.0)  # 4%: the interval grows 4x, where the same cost is 1%
+    assert sampler.interval_s == pytest.approx(0.04) and sampler.stretches[0]["at_s"] == 2.0
 
 
 def test_sampler_rejects_bad_interval() -> None:

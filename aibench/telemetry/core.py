@@ -23,12 +23,11 @@ import torch
 from aibench.jsonutil import json_safe
 from aibench.telemetry import calc
 from aibench.telemetry.reader import Reader, Row, TelemetryUnavailable
-from aibench.telemetry.sampler import Sampler
+from aibench.telemetry.sampler import OVERHEAD_BUDGET, Sampler
 from aibench.telemetry.window import combine_throttle, device_window, window_rows
 
 SOURCES = ("nvml", "amdsmi", "rapl", "unavailable")
 DEFAULT_INTERVAL_S = 0.015
-OVERHEAD_BUDGET = 0.02  # the sampler may use at most 2% of one core
 IDLE_MEANS = ("temperature_c", "sm_clock_mhz", "mem_clock_mhz", "gpu_util_pct")
 
 
@@ -255,6 +254,7 @@ class Telemetry:
         return json_safe(
             {
                 "interval_s": self.interval_s,
+                "interval_stretched": any(p["stretches"] for p in per),  # over budget at some point
                 "cpu_share_of_one_core": share,
                 "budget": OVERHEAD_BUDGET,
                 "within_budget": share < OVERHEAD_BUDGET if share is not None else None,

@@ -21,6 +21,16 @@ from aibench.telemetry.reader import Reader, Row
 # ~4 ms of CPU per call on an H200 (driver 13.0 era), and it only updates every ~100 ms anyway.
 SLOW_EVERY = 13
 
+# The sampler may use at most 2% of one core (the telemetry issue's budget): a sampler that eats
+# the CPU slows the very launches it watches. The thread checks its own CPU share every
+# BUDGET_CHECK_S of wall time and, over budget (a slow driver, a busy host), stretches its
+# interval so the share lands at half the budget, never past MAX_INTERVAL_S: the energy counter
+# updates every 20-100 ms (hardware.md), so slower sampling would blur the cross-check.
+OVERHEAD_BUDGET = 0.02
+BUDGET_CHECK_S = 0.5
+MAX_INTERVAL_S = 0.1
+_MAX_STRETCHES_KEPT = 20
+
 
 class Sampler:
     """Samples one reader at a fixed interval in a daemon thread, or on demand."""
@@ -35,7 +45,8 @@ class Sampler:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s}")
         self.reader = reader
-        self.interval_s = interval_s
+        self.requested_interval_s = interval_s
+        self.interval_s = interval_s  # the current one: stretched when over the CPU budget
         self.clock = clock
         self.slow_every = max(1, slow_every)
         self.rows: list[Row] = []
@@ -46,8 +57,10 @@ class Sampler:
         # Overhead bookkeeping, over every run of the thread since creation.
         self._cpu_s = 0.0
         self._wall_s = 0.0
-        # Bounded: an hour at 15 ms is 240k intervals; the recent ones describe the jitter well enough.
-        self._intervals: deque[float] = deque(maxlen=100_000)
+        # Lateness of each sample against the interval in force then. Bounded: an hour at 15 ms is
+        # 240k intervals; the recent ones describe the jitter well enough.
+        self._lateness: deque[float] = deque(maxlen=100_000)
+        self.stretches: list[dict[str, float]] = []  # when and why the interval was stretched
         self.errors = 0
 
     def sample_once(self, t: float | None = None, boundary: bool = False) -> Row:
@@ -93,6 +106,7 @@ class Sampler:
     def _run(self) -> None:
         cpu0 = time.thread_time()  # CPU time of this thread only: the sampler's own cost
         wall0 = prev = self.clock()
+        check_cpu, check_wall = cpu0, wall0
         next_t = wall0 + self.interval_s
         try:
             while True:
@@ -101,8 +115,12 @@ class Sampler:
                     break
                 now = self.clock()
                 self.sample_once(now)
-                self._intervals.append(now - prev)
+                self._lateness.append(now - prev - self.interval_s)
                 prev = now
+                if now - check_wall >= BUDGET_CHECK_S:
+                    cpu = time.thread_time()
+                    self._keep_within_budget((cpu - check_cpu) / (now - check_wall), now - wall0)
+                    check_cpu, check_wall = cpu, now
                 next_t += self.interval_s
                 if next_t <= self.clock():
                     # Fell behind (a slow read, a busy host): resume the schedule instead of bursting.
@@ -111,13 +129,24 @@ class Sampler:
             self._cpu_s += time.thread_time() - cpu0
             self._wall_s += self.clock() - wall0
 
+    def _keep_within_budget(self, cpu_share: float, at_s: float) -> None:
+        """Stretch the interval when the last check period cost more than the CPU budget."""
+        if cpu_share <= OVERHEAD_BUDGET or self.interval_s >= MAX_INTERVAL_S:
+            return
+        self.interval_s = min(MAX_INTERVAL_S, self.interval_s * cpu_share / (OVERHEAD_BUDGET / 2))
+        if len(self.stretches) < _MAX_STRETCHES_KEPT:
+            self.stretches.append({"at_s": at_s, "cpu_share": cpu_share, "interval_s": self.interval_s})
+
     def overhead(self) -> dict[str, object]:
-        """CPU seconds of the thread per wall second and the interval jitter, over all runs so far."""
+        """CPU seconds of the thread per wall second, the interval jitter (lateness against the
+        interval in force) and any stretching of the interval, over all runs so far."""
         return {
             "interval_s": self.interval_s,
+            "requested_interval_s": self.requested_interval_s,
+            "stretches": list(self.stretches),
             "thread_wall_s": self._wall_s,
             "thread_cpu_s": self._cpu_s,
             "cpu_share_of_one_core": self._cpu_s / self._wall_s if self._wall_s > 0 else None,
-            "jitter": calc.jitter_stats(list(self._intervals), self.interval_s),
+            "jitter": calc.jitter_stats(list(self._lateness), 0.0),
             "errors": self.errors,
         }
