@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+
 from aibench.kernels.attention import HAS_TRITON, _attn_fwd_inner, _jit, is_interpreter
 
 if HAS_TRITON:

@@ -8,6 +8,8 @@ import os
 
 import pytest
 import torch
+
+from aibench.checks import compare, tolerance_for
 from aibench.kernels import attention as kernels_attention_export
 from aibench.kernels.attention import (
     attended_pairs,
@@ -18,8 +20,6 @@ from aibench.kernels.attention import (
     causal_mask,
     uses_split_kv,
 )
-
-from aibench.checks import compare, tolerance_for
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),

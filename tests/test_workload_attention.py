@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from aibench.kernels.attention import attention_bytes, attention_flops
 
 import aibench.workloads.attention as wl_attention
 from aibench import devices
 from aibench.errors import UsageError
+from aibench.kernels.attention import attention_bytes, attention_flops
 from aibench.workloads.registry import get
 
 CPU = torch.device("cpu")
