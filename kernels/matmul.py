@@ -7,6 +7,14 @@
 3. the wrapper `matmul(a, b)`: check, allocate, launch;
 4. the torch reference and the FLOP / byte formulas.
 
+Split-K, for skinny (decode) products: with M <= 64 and N of a few thousand, the skinny tiles
+make fewer programs than the GPU has SMs, each walking all of K alone while the rest idle. A
+split config (SPLIT_K > 1) gives each (tile, contiguous range of K tiles) its own program, which
+writes its fp32 partial to a workspace [SPLIT_K, M, N]; a second small kernel (kernels/splitk.py)
+sums the partials in a fixed order and casts to C's dtype. No atomics: results are reproducible
+bit for bit. `_split_ok` offers splits only where the unsplit grid leaves SMs idle, and the
+autotuner times kernel + reduce together (its post_hook launches the reduce).
+
 Dtypes: fp16 and bf16 (fp32 accumulate, output in the input dtype), fp32 (exact IEEE unless
 `allow_tf32`), fp8 e4m3 with per-tensor scales (NVIDIA compute capability >= 8.9 only).
 
@@ -29,6 +37,7 @@ from typing import Any
 import torch
 
 from aibench.errors import Unsupported
+from aibench.kernels.splitk import splitk_reduce, splitk_workspace
 
 try:
     import triton
@@ -70,6 +79,13 @@ _SKINNY_TILES = tuple(
     for bn in (32, 64, 128)
     for kb, stages in ((256, 4), (512, 3))
 )
+# Split-K variants (SPLIT_K 2, 4, 8) of the skinny tiles with 256-byte K tiles and 4 stages: for
+# shapes whose unsplit grid leaves SMs idle (8B's o and down projections: 32-128 tiles for an
+# H200's 132 SMs), each (tile, range of K tiles) gets its own program. `_split_ok` decides per
+# shape; the short K tile keeps more splits eligible (each split must walk >= 2 K tiles).
+_SPLIT_TILES = tuple(
+    (bm, bn, 256, 4, 4, split) for bm in (16, 32, 64) for bn in (32, 64, 128) for split in (2, 4, 8)
+)
 _SKINNY_MAX_M = 64
 _GROUP_M = 8
 _INTERPRETER_TILE = (32, 32, 32)  # BLOCK_M, BLOCK_N, BLOCK_K: few launches, small tiles
@@ -77,13 +93,20 @@ _INTERPRETER_TILE = (32, 32, 32)  # BLOCK_M, BLOCK_N, BLOCK_K: few launches, sma
 
 def _configs(elem_bytes: int) -> list[Any]:
     """Every candidate config for inputs of `elem_bytes` bytes; `_keep` picks per launch."""
+    unsplit = [(*tile, 1) for tile in _LARGE_TILES + _SKINNY_TILES]
     return [
         triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": kb // elem_bytes, "GROUP_M": _GROUP_M},
+            {
+                "BLOCK_M": bm,
+                "BLOCK_N": bn,
+                "BLOCK_K": kb // elem_bytes,
+                "GROUP_M": _GROUP_M,
+                "SPLIT_K": split,
+            },
             num_warps=warps,
             num_stages=stages,
         )
-        for bm, bn, kb, warps, stages in _LARGE_TILES + _SKINNY_TILES
+        for bm, bn, kb, warps, stages, split in unsplit + list(_SPLIT_TILES)
     ]
 
 
@@ -101,9 +124,51 @@ def _max_shared_memory(device_index: int) -> int | None:
         return None
 
 
+@functools.cache
+def _num_sms(device_index: int) -> int | None:
+    try:
+        props = triton.runtime.driver.active.utils.get_device_properties(device_index)
+        return int(props["multiprocessor_count"])
+    except Exception:  # unknown (no driver, or a backend without the key): no split configs
+        return None
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _tile(config: Any) -> tuple[int, int, int, int]:
+    """BLOCK_M, BLOCK_N, BLOCK_K and SPLIT_K of a triton.Config."""
+    kw = config.kwargs
+    return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], kw["SPLIT_K"]
+
+
+def _split_ok(
+    m: int, n: int, k: int, block_m: int, block_n: int, block_k: int, split: int, sms: int | None
+) -> bool:
+    """Whether a config that splits K `split` ways may run an [m, k] @ [k, n] product on a GPU
+    of `sms` SMs (None: unknown). Unsplit configs always may.
+
+    A split costs a workspace round trip and a second launch, so it is offered only where it
+    can pay: skinny M, an unsplit grid of fewer than two waves of programs (`tiles` < 2 * sms),
+    at most four waves once split, and at least two K tiles for every split to walk.
+    """
+    if split == 1:
+        return True
+    if sms is None or m > _SKINNY_MAX_M:
+        return False
+    tiles = _cdiv(m, block_m) * _cdiv(n, block_n)
+    return tiles < 2 * sms and tiles * split <= 4 * sms and split <= _cdiv(k, block_k) // 2
+
+
 def _keep(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]:
-    """Prune the candidates for one launch: tile row height by M, shared memory by device."""
-    m, elem_bytes = named_args["M"], named_args["a_ptr"].element_size()
+    """Prune the candidates for one launch: split-K and tile row height by shape, shared memory
+    by device."""
+    m, n, k, a = named_args["M"], named_args["N"], named_args["K"], named_args["a_ptr"]
+    elem_bytes, device_index = a.element_size(), a.device.index or 0
+    sms = _num_sms(device_index)
+    # Split-K first, so that no fallback below can bring back a split the shape does not allow.
+    configs = [c for c in configs if _split_ok(m, n, k, *_tile(c), sms)]
     if m <= _SKINNY_MAX_M:
         block_m = max(16, _m_bucket(m))
         kept = [c for c in configs if c.kwargs["BLOCK_M"] == block_m and c.kwargs["BLOCK_K"] * elem_bytes > 128]
@@ -112,7 +177,7 @@ def _keep(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]
         if m <= 128:
             kept = [c for c in kept if c.kwargs["BLOCK_M"] <= 128]
     kept = kept or list(configs)  # configs built for another element size: tune over them all
-    smem = _max_shared_memory(named_args["a_ptr"].device.index or 0)
+    smem = _max_shared_memory(device_index)
     if smem is not None:
         # Each pipeline stage holds one A tile and one B tile in shared memory.
         def need(c: Any) -> int:
@@ -125,19 +190,21 @@ def _keep(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. The kernel
+# 2. The kernel (split-K's reduce kernel: kernels/splitk.py)
 # ---------------------------------------------------------------------------------------------
 
 
 def _matmul_kernel(
-    # Pointers: matrices, and the fp8 per-tensor scales (unused unless FP8)
-    a_ptr, b_ptr, c_ptr, a_scale_ptr, b_scale_ptr,
+    # Pointers: matrices, the fp8 per-tensor scales (unused unless FP8), and the split-K fp32
+    # workspace, contiguous [SPLIT_K, M, N] (unused unless SPLIT_K > 1)
+    a_ptr, b_ptr, c_ptr, a_scale_ptr, b_scale_ptr, ws_ptr,
     # Sizes; M_BUCKET only keys the autotuner
     M, N, K, M_BUCKET,
     # Strides: elements to step one row / one column of each matrix (b may be a transposed view)
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
     # Meta-parameters
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    SPLIT_K: tl.constexpr,  # > 1: program (tile, s) sums the s-th of SPLIT_K ranges of K tiles
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no mask on the K loads
     DOT_PRECISION: tl.constexpr,  # "ieee" | "tf32" for fp32 inputs, "" = the dtype's default
     UPCAST: tl.constexpr,  # interpreter: multiply in fp32 (its bf16 dot is broken)
@@ -171,8 +238,30 @@ def _matmul_kernel(
     a_ptrs = a_ptr + (offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak)
     b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn)
 
+    # The K tiles this program walks: all of them, or with split-K a contiguous range of
+    # cdiv(k_tiles, SPLIT_K) whole tiles (the last ranges may be short or empty: an empty one
+    # stores zeros, which the reduce adds harmlessly). k stays the global tile index, so the
+    # EVEN_K mask below is the same whichever split loads the tile.
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    if SPLIT_K == 1:
+        k_first = 0
+        k_last = k_tiles
+    else:
+        pid_k = tl.program_id(axis=1)
+        per_split = tl.cdiv(k_tiles, SPLIT_K)
+        k_first = tl.minimum(pid_k * per_split, k_tiles)
+        k_last = tl.minimum(k_first + per_split, k_tiles)
+        # k_start <= K + BLOCK_K fits int32; times a stride it is an offset into A or B, which
+        # needs int64 exactly when INDEX_64 says so. (An empty range's pointers may point past
+        # the end: nothing is loaded through them.)
+        k_start = k_first * BLOCK_K
+        if INDEX_64:
+            k_start = k_start.to(tl.int64)
+        a_ptrs += k_start * stride_ak
+        b_ptrs += k_start * stride_bk
+
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
+    for k in range(k_first, k_last):
         if EVEN_K:
             a = tl.load(a_ptrs)
             b = tl.load(b_ptrs)
@@ -198,13 +287,27 @@ def _matmul_kernel(
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
-    if FP8:
+    if FP8:  # scaling is linear: scaling each partial equals scaling their sum
         acc = acc * (tl.load(a_scale_ptr) * tl.load(b_scale_ptr))
-    c = acc.to(c_ptr.dtype.element_ty)
 
-    c_ptrs = c_ptr + stride_cm * offs_m[:, None] + stride_cn * offs_n[None, :]
     c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(c_ptrs, c, mask=c_mask)
+    if SPLIT_K == 1:
+        c = acc.to(c_ptr.dtype.element_ty)
+        c_ptrs = c_ptr + stride_cm * offs_m[:, None] + stride_cn * offs_n[None, :]
+        tl.store(c_ptrs, c, mask=c_mask)
+    else:
+        # The fp32 partial goes to slice pid_k of the workspace, unrounded: only the reduce
+        # rounds to C's dtype, once. The slice base is int64 (SPLIT_K * M * N may pass 2**31);
+        # offsets inside a slice are under M * N, which INDEX_64 covers (_launch_args).
+        ws_ptrs = ws_ptr + pid_k.to(tl.int64) * M * N + (offs_m[:, None] * N + offs_n[None, :])
+        tl.store(ws_ptrs, acc, mask=c_mask)
+
+
+def _reduce_after_bench(nargs: dict[str, Any], exception: BaseException | None = None) -> None:
+    """The autotuner's post_hook: it runs inside the timed call while benchmarking (never on the
+    tuner's final launch), so a split config is timed with its reduce, as it will run."""
+    if exception is None and nargs["SPLIT_K"] > 1:
+        splitk_reduce(nargs["ws_ptr"], nargs["c_ptr"], nargs["M"], nargs["N"], nargs["SPLIT_K"])
 
 
 if HAS_TRITON:
@@ -218,6 +321,7 @@ if HAS_TRITON:
             configs=_configs(elem_bytes),
             key=["M_BUCKET", "N", "K", "stride_ak", "stride_bk"],
             prune_configs_by={"early_config_prune": _keep},
+            post_hook=_reduce_after_bench,
         )(_kernel)
         for elem_bytes in (1, 2, 4)
     }
@@ -313,7 +417,11 @@ def _launch_args(
     upcast: bool,
     fast_accum: bool = False,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The kernel's positional arguments and its meta-parameters other than the tile config."""
+    """The kernel's positional arguments and its meta-parameters other than the tile config.
+
+    Unused fp8 scale pointers are `c`. The split-K workspace (index `_WS_ARG`) is a stand-in
+    until a launch that splits K swaps in a real one (`_with_workspace`).
+    """
     (m, k), n = a.shape, b.shape[1]
     fp8 = a.dtype == torch.float8_e4m3fn
     if a.dtype == torch.float32 or upcast:
@@ -321,18 +429,36 @@ def _launch_args(
     else:
         precision = ""
     args = (
-        a, b, c, a_scale if fp8 else c, b_scale if fp8 else c,
+        a, b, c, a_scale if fp8 else c, b_scale if fp8 else c, _no_workspace(c.device),
         m, n, k, _m_bucket(m),
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
     )  # fmt: skip
+    # m * n bounds the offsets inside one workspace slice, whatever c's layout
+    span = max(_offset_span(a), _offset_span(b), _offset_span(c), m * n)
     meta = {
         "DOT_PRECISION": precision,
         "UPCAST": upcast,
         "FP8": fp8,
         "FAST_ACCUM": fp8 and fast_accum,
-        "INDEX_64": max(_offset_span(a), _offset_span(b), _offset_span(c)) >= _INT32_LIMIT,
+        "INDEX_64": span >= _INT32_LIMIT,
     }
     return args, meta
+
+
+_WS_ARG = 5  # position of ws_ptr among the kernel's arguments; M, N, K follow it
+
+
+@functools.cache
+def _no_workspace(device: torch.device) -> torch.Tensor:
+    """The ws_ptr of launches that do not split K. It is fp32 like a real workspace because
+    triton compiles one variant per pointer dtype: an unsplit config timed by the autotuner
+    next to split ones (real workspace) then needs no second compile when the launch cache
+    runs it (possibly while a CUDA graph is being captured)."""
+    return torch.empty(1, device=device, dtype=torch.float32)
+
+
+def _with_workspace(args: tuple[Any, ...], ws: torch.Tensor) -> tuple[Any, ...]:
+    return (*args[:_WS_ARG], ws, *args[_WS_ARG + 1 :])
 
 
 def matmul(
@@ -371,14 +497,33 @@ def matmul(
     args, meta = _launch_args(
         a, b, c, a_scale, b_scale, allow_tf32=allow_tf32, upcast=upcast, fast_accum=fp8_fast_accum
     )
-    m, n = c.shape
     if interpreting:
+        # Interpreted launches are slow: one small unsplit config, no tuning.
         block_m, block_n, block_k = _INTERPRETER_TILE
-        grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
-        _kernel[grid](*args, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=4, **meta)
+        config = {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 4, "SPLIT_K": 1}
+        _launch_config(args, meta, config)
     else:
         _launch_tuned(_tuned[a.element_size()], args, meta)
     return c
+
+
+def _launch_config(args: tuple[Any, ...], meta: dict[str, Any], config: dict[str, Any]) -> None:
+    """Launch the kernel with one config (meta-parameters and launch options), then, when it
+    splits K, the reduce into C. The one place that does both, outside the autotuner.
+
+    EVEN_K is derived when `config` lacks it; the launch cache stores it to save that work.
+    """
+    c, (m, n, k) = args[2], args[_WS_ARG + 1 : _WS_ARG + 4]
+    if "EVEN_K" not in config:
+        config = {**config, "EVEN_K": k % config["BLOCK_K"] == 0}
+    split = config["SPLIT_K"]
+    grid = (triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"]), split)
+    if split == 1:
+        _jit_kernel[grid](*args, **config, **meta)
+        return
+    ws = splitk_workspace(split, m, n, c.device)
+    _jit_kernel[grid](*_with_workspace(args, ws), **config, **meta)
+    splitk_reduce(ws, c, m, n, split)
 
 
 # The config chosen for each launch key. The autotuner picks it on a key's first launch; later
@@ -388,24 +533,41 @@ _LAUNCH_CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _last_config: dict[str, Any] | None = None
 
 
+def _launch_key(args: tuple[Any, ...], meta: dict[str, Any]) -> tuple[Any, ...]:
+    """What a launch's tuned config depends on: dtypes, device, shape bucket, layouts, meta."""
+    a, b, c = args[:3]
+    m, n, k = args[_WS_ARG + 1 : _WS_ARG + 4]
+    return (a.dtype, c.dtype, a.device, _m_bucket(m), n, k, a.stride(1), b.stride(0), *meta.values())
+
+
 def _launch_tuned(tuner: Any, args: tuple[Any, ...], meta: dict[str, Any]) -> None:
     global _last_config
-    a, b, c = args[:3]
-    m, n, k = args[5], args[6], args[7]
-    key = (a.dtype, c.dtype, a.device, _m_bucket(m), n, k, a.stride(1), b.stride(0), *meta.values())
+    c = args[2]
+    m, n, k = args[_WS_ARG + 1 : _WS_ARG + 4]
+    key = _launch_key(args, meta)
     config = _LAUNCH_CACHE.get(key)
     if config is None:
+        # Every split config the tuner times writes its partials into this one workspace. It
+        # is sized for the largest split of ANY config, not of those `_keep` lets through here:
+        # triton's tuner cache is not keyed on the device, so a key tuned on another GPU (more
+        # SMs, other splits allowed) may launch its winner straight away. Once per key and
+        # device: later launches size it for their own split. Splits need M <= _SKINNY_MAX_M.
+        splits = max((cfg.kwargs["SPLIT_K"] for cfg in tuner.configs), default=1) if m <= _SKINNY_MAX_M else 1
+        ws = splitk_workspace(splits, m, n, c.device) if splits > 1 else args[_WS_ARG]
 
-        def grid(META: dict[str, Any]) -> tuple[int]:
-            return (triton.cdiv(m, META["BLOCK_M"]) * triton.cdiv(n, META["BLOCK_N"]),)
+        def grid(META: dict[str, Any]) -> tuple[int, int]:
+            return (triton.cdiv(m, META["BLOCK_M"]) * triton.cdiv(n, META["BLOCK_N"]), META["SPLIT_K"])
 
-        tuner[grid](*args, **meta)  # tunes on the first launch of this key, then launches
+        # Tunes on the first launch of this key (post_hook reduces after each timed split
+        # launch), then launches the winner once more, without the post_hook.
+        tuner[grid](*_with_workspace(args, ws), **meta)
         config = dict(tuner.best_config.all_kwargs())
         config["EVEN_K"] = k % config["BLOCK_K"] == 0
         _LAUNCH_CACHE[key] = config
+        if config["SPLIT_K"] > 1:
+            splitk_reduce(ws, c, m, n, config["SPLIT_K"])
     else:
-        grid_size = triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"])
-        _jit_kernel[(grid_size,)](*args, **config, **meta)
+        _launch_config(args, meta, config)
     _last_config = config
 
 

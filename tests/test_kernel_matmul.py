@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import torch
-from aibench.kernels.matmul import matmul, matmul_bytes, matmul_flops, matmul_reference
 
 from aibench.errors import Unsupported
+from aibench.kernels.matmul import matmul, matmul_bytes, matmul_flops, matmul_reference
 
 # The package re-exports the function `matmul`, which shadows the module attribute of that name.
 matmul_module = importlib.import_module("aibench.kernels.matmul")
@@ -138,10 +138,13 @@ class FakeTuner:
     def __init__(self) -> None:
         import triton
 
-        self.best_config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 2}, num_warps=4)
+        self.best_config = triton.Config(
+            {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 2, "SPLIT_K": 1}, num_warps=4
+        )
+        self.configs = [self.best_config]
         self.launches = 0
 
-    def __getitem__(self, grid: Callable[[dict[str, Any]], tuple[int]]) -> Callable[..., None]:
+    def __getitem__(self, grid: Callable[[dict[str, Any]], tuple[int, int]]) -> Callable[..., None]:
         def launch(*args: object, **meta: object) -> None:
             self.launches += 1
             kwargs = self.best_config.all_kwargs()
@@ -216,7 +219,7 @@ def test_keep_prunes_by_m_and_shared_memory(monkeypatch: pytest.MonkeyPatch, ele
     dtype = {1: torch.float8_e4m3fn, 2: torch.bfloat16, 4: torch.float32}[elem_bytes]
     a = torch.empty(1, 1, dtype=dtype)
     for m, block_ms in ((1, {16}), (17, {32}), (64, {64}), (100, {64, 128}), (4096, {64, 128, 256})):
-        kept = matmul_module._keep(configs, {"M": m, "a_ptr": a})
+        kept = matmul_module._keep(configs, {"M": m, "N": 4096, "K": 4096, "a_ptr": a})
         assert kept, m
         assert {c.kwargs["BLOCK_M"] for c in kept} <= block_ms
         for c in kept:
@@ -227,10 +230,11 @@ def test_keep_prunes_by_m_and_shared_memory(monkeypatch: pytest.MonkeyPatch, ele
 def test_keep_never_returns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(matmul_module, "_max_shared_memory", lambda _index: 1)
     a = torch.empty(1, 1, dtype=torch.bfloat16)
-    kept = matmul_module._keep(matmul_module._configs(2), {"M": 4096, "a_ptr": a})
+    shape = {"M": 4096, "N": 4096, "K": 4096}
+    kept = matmul_module._keep(matmul_module._configs(2), {**shape, "a_ptr": a})
     assert len(kept) == 1
     # Configs made for another element size (fp32 here) are not all dropped either.
-    assert matmul_module._keep(matmul_module._configs(2), {"M": 4096, "a_ptr": a.float()})
+    assert matmul_module._keep(matmul_module._configs(2), {**shape, "a_ptr": a.float()})
 
 
 def test_m_bucket() -> None:
