@@ -23,9 +23,10 @@ The interpreter multiplies bf16 bit patterns as integers in `tl.dot`
 (../shared/reference/triton-interpreter.md), so there the kernel upcasts its tiles to fp32
 first (UPCAST), and it skips autotuning (one small config) because interpreted launches are slow.
 
-Seen on an H200 (torch 2.11, triton 3.6, do_bench medians vs torch.matmul): bf16 4096^3 0.93x,
-8192^3 0.935x, Llama-3.1 prefill projections 0.82-0.95x; decode (M <= 64) 0.6-1.15x in GPU time
-(CUDA graphs), less when the Python launch cost (~50-100 us a call there, torch ~20 us) shows.
+Seen on an H200 before split-K (torch 2.11, triton 3.6, do_bench medians vs torch.matmul): bf16
+4096^3 0.93x, 8192^3 0.935x, Llama-3.1 prefill projections 0.82-0.95x; decode (M <= 64) 0.6-1.15x
+in GPU time (CUDA graphs), the low end on 8B's o and down projections that split-K now targets;
+less when the Python launch cost (~50-100 us a call there, torch ~20 us) shows. kernels/PERF.md.
 """
 
 from __future__ import annotations
