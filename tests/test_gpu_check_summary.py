@@ -23,7 +23,8 @@ def test_decode_sized_work_is_timed_as_graph_replays() -> None:
     assert gpu_check.timer_for("gemm-llm", {"m": 64}).cuda_graph
     assert not gpu_check.timer_for("gemm-llm", {"m": 65}).cuda_graph
     assert gpu_check.timer_for("attn-decode", {"batch": 8}).cuda_graph
-    assert gpu_check.timer_for("llm-decode", {}).cuda_graph
+    assert gpu_check.timer_for("llm-decode-graph", {}).cuda_graph
+    assert not gpu_check.timer_for("llm-decode", {}).cuda_graph  # compiled: reduce-overhead has its own graphs
     assert not gpu_check.timer_for("gemm-square", {"m": 4096}).cuda_graph
     assert gpu_check.timer_for("attn-prefill", {}).flush_l2
 
@@ -43,6 +44,7 @@ def test_targets_from_records() -> None:
         rec("attn-decode", "attention.decode", "triton", gbps=3400.0),
         rec("attn-decode", "attention.decode", "triton", status="invalid"),
         rec("llm-decode", "llm.decode", "torch", mbu_pct=83.0),
+        rec("llm-decode-graph", "llm.decode", "torch", mbu_pct=51.0),
     ]
     s = gpu_check.summarize(results, torch.device("cpu"))
     t = s["targets"]
@@ -56,5 +58,21 @@ def test_targets_from_records() -> None:
     assert t["prefill_causal_d128_vs_sdpa_default"]["all"] == [0.8, 0.7]
     assert t["decode_fraction_of_copy_bw_min"]["value"] == pytest.approx(0.85)
     assert t["llama8b_decode_b1_mbu_pct"]["value"] == 83.0
+    assert t["llama8b_decode_b1_mbu_pct_eager_graph"]["value"] == 51.0
     assert t["llama8b_prefill_8k_mfu_pct"]["value"] is None  # not measured: None, never 0
     assert s["wrong_results"] == ["attn-decode/triton"]
+
+
+def test_every_planned_case_names_valid_parameters() -> None:
+    """A typo in a parameter would only surface on the GPU, after minutes of lease: check here."""
+    from aibench.workloads.registry import get
+
+    cases = gpu_check.plan("bfloat16") + gpu_check.model_plan() + gpu_check.model_tail_plan()
+    groups = {group for group, _, _ in cases}
+    assert {"copy", "gemm-square", "gemm-llm", "attn-prefill", "attn-decode", "llm-decode", "llm-prefill",
+            "llm-decode-graph"} <= groups
+    for _group, name, params in cases:
+        resolved = get(name).resolve_params(params)  # raises UsageError on an unknown name or value
+        assert all(resolved[k] == v for k, v in params.items())
+    decode = next(p for g, _, p in gpu_check.model_plan() if g == "llm-decode")
+    assert decode["compile"] and decode["batch"] == 1  # the MBU target's conditions

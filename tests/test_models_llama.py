@@ -196,6 +196,30 @@ def test_cached_decode_matches_full_forward_per_row_positions_and_slots(name: st
         lens = [n + 1 for n in lens]
 
 
+def test_decode_step_and_prefill_compile_as_one_graph() -> None:
+    """llm.decode's compile=true (gpt-fast's way to MBU: Inductor fuses the ~50 small kernels a
+    layer runs eagerly) needs the whole step in one graph. fullgraph=True turns any graph break
+    into an error; aot_eager traces exactly as Inductor would, without its slow codegen."""
+    import torch._dynamo
+
+    model = random_model(ModelArgs.from_name("tiny"), seed=5)
+    model.setup_cache(max_batch=2, max_seq=48)
+    prompt, tok = torch.randint(0, 512, (2, 20)), torch.randint(0, 512, (2, 1))
+    with torch.no_grad():
+        eager_prefill = model(prompt)
+        model(prompt, input_pos=torch.arange(20).expand(2, 20))
+        eager_step = model(tok, input_pos=torch.full((2, 1), 20))
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=False)
+        torch.testing.assert_close(compiled(prompt), eager_prefill, atol=0, rtol=0)
+        torch.testing.assert_close(compiled(tok, input_pos=torch.full((2, 1), 20)), eager_step, atol=0, rtol=0)
+        # Stricter than fullgraph, which captures a tensor-to-int (.item()) as an unbacked scalar:
+        # that is a device sync in every step, which would split reduce-overhead's CUDA graph.
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(model)(tok, input_pos=torch.full((2, 1), 20))
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_cache_with_default_slots_and_bf16_cache() -> None:
     model = random_model(ModelArgs.from_name("tiny"), seed=4)
     tokens = torch.randint(0, 512, (2, 12))
