@@ -400,10 +400,10 @@ def test_entry_timer_overrides_reach_every_planned_case(tmp_path: Path, toy: reg
 
 
 @pytest.mark.parametrize("name", ["gigafactory", "ci"])
-def test_shipped_decode_kernels_are_timed_as_graph_replays(name: str) -> None:
+def test_shipped_decode_entries_are_timed_as_graph_replays(name: str) -> None:
     s = load_suite(name)
     for entry in s.entries:
-        decode = entry.workload == "attention.decode" or (
+        decode = entry.workload in ("attention.decode", "llm.decode") or (
             entry.workload == "gemm" and max(entry.sweep.get("m", (1 << 30,))) <= 64)
         assert (entry.timer.get("cuda_graph") is True) == decode, entry.id
 

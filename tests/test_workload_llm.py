@@ -161,6 +161,8 @@ def test_decode_with_checkpoint_weights(tmp_path: Path) -> None:
 def test_refusals_and_bad_params(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Unsupported, match="compile=true needs a CUDA GPU"):
         _setup("llm.prefill", "torch", compile=True)
+    with pytest.raises(Unsupported, match="compile=true decodes with the torch backend only"):
+        _setup("llm.decode", "triton", compile=True)  # refused before any model is built
     monkeypatch.setattr("aibench.models.memory.free_bytes", lambda device: 2**30)
     with pytest.raises(Unsupported, match=r"llama-3\.1-405b .* needs ~.* GiB .* has 1\.0 GiB free"):
         _setup("llm.decode", "torch", model="llama-3.1-405b")

@@ -248,6 +248,11 @@ def _prefill_triton(p: dict[str, Any], device: torch.device) -> Case:
 
 def _decode_case(p: dict[str, Any], device: torch.device, backend: str) -> Case:
     _positive(p, "batch", "context_len", "new_tokens")
+    if p["compile"] and backend == "triton":
+        # Its attention groups rows by cache length on the host (one sync a step): a compiled
+        # step would break there and leave reduce-overhead's CUDA graphs in pieces.
+        raise Unsupported("compile=true decodes with the torch backend only: the triton backend "
+                          "syncs with the host every step; run it with compile=false")
     B, C, N = p["batch"], p["context_len"], p["new_tokens"]
     model, source = build_model(p, device, B, C + N, step_tokens=PREFILL_CHUNK_TOKENS)
     args, dtype = model.args, torch_dtype(p["dtype"])
