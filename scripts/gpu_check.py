@@ -91,6 +91,16 @@ def plan(dtype: str) -> list[tuple[str, str, dict[str, Any]]]:
     return cases
 
 
+def ordered_cases(dtype: str, models: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """What to run, most important first (the budget may stop the run anywhere): the headline
+    kernel targets, the model targets, the long tail of LLM-shape GEMMs, then information."""
+    cases = plan(dtype)
+    if not models:
+        return cases
+    head = [c for c in cases if c[0] != "gemm-llm"]
+    return head + model_plan() + [c for c in cases if c[0] == "gemm-llm"] + model_tail_plan()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -106,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     records_path = args.out / "records.jsonl"
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
-    cases = plan(args.dtype)
-    if args.models:
-        cases = cases[:1] + model_plan() + cases[1:] + model_tail_plan()
+    cases = ordered_cases(args.dtype, args.models)
     for group, name, params in cases:
         if time.perf_counter() - start > args.budget_s:
             print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)

@@ -76,3 +76,12 @@ def test_every_planned_case_names_valid_parameters() -> None:
         assert all(resolved[k] == v for k, v in params.items())
     decode = next(p for g, _, p in gpu_check.model_plan() if g == "llm-decode")
     assert decode["compile"] and decode["batch"] == 1  # the MBU target's conditions
+
+
+def test_headline_targets_run_first() -> None:
+    groups = [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=True)]
+    first = {g: groups.index(g) for g in dict.fromkeys(groups)}
+    assert first["copy"] == 0  # decode attention is judged against this run's copy bandwidth
+    assert first["attn-decode"] < first["llm-decode"] < first["llm-prefill"] < first["gemm-llm"]
+    assert groups[-1] == "llm-decode-graph"
+    assert "llm-decode" not in [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=False)]
