@@ -56,8 +56,8 @@ timeout 230 python3 scripts/gpu_check.py --out /tmp/gpu --budget-s 170 --models 
 cp /tmp/gpu/records.jsonl "$OUT/gpu_records.jsonl" 2>/dev/null
 cp /tmp/gpu/summary.json "$OUT/gpu_summary.json" 2>/dev/null
 
-step "energy_check (25 s bf16 matmul)"
-mkdir -p /tmp/energy; OUT=/tmp/energy timeout 45 python3 scripts/energy_check.py --seconds 25 >>"$LOG" 2>&1
+step "energy_check (30 s bf16 matmul)"
+mkdir -p /tmp/energy; OUT=/tmp/energy timeout 50 python3 scripts/energy_check.py --seconds 30 >>"$LOG" 2>&1
 cp /tmp/energy/summary.json "$OUT/energy.json" 2>/dev/null
 
 step "suite gigafactory --quick"
