@@ -68,7 +68,9 @@ class Session:
                           case_timeout_s=rules.case_timeout_s)
 
     def manifest_fields(self, rules: Any, **extra: Any) -> dict[str, Any]:
-        telemetry: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
+        # One shape whether telemetry is on or off (the manifest schema requires both keys).
+        telemetry: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)",
+                                     "idle_baseline": None, "overhead": None}
         if self.telemetry is not None:
             telemetry = {"available": self.telemetry.available, "reason": self.telemetry.reason,
                          "source": self.telemetry.source, "idle_baseline": None, "overhead": None}

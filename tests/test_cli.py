@@ -70,6 +70,13 @@ def test_run_writes_a_run_directory(runner: CliRunner, tmp_path: Path) -> None:
     assert manifest["complete"] and manifest["comparable"] is False
     (line,) = (run / "records.jsonl").read_text().splitlines()
     assert json.loads(line)["workload"] == "memory.triad"
+    # A run without telemetry still packs into a bundle that verifies (one manifest shape).
+    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
+    for args in (["bundle", "keygen", str(key)], ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]):
+        assert runner.invoke(cli, args).exit_code == 0
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    report = json.loads(verified.output)
+    assert verified.exit_code == 0 and report["valid"] and report["errors"] == [], report["errors"]
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
