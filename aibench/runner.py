@@ -165,18 +165,30 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
     samples: list[dict[str, Any]] = []
     if options.telemetry and telemetry is not None and not telemetry.available:
         tel_summary = {"available": False, "reason": telemetry.reason}
-    elif options.telemetry and telemetry is not None and case.devices > telemetry.device_count:
+    elif options.telemetry and telemetry is not None and (missing := telemetry.uncovered(used := _used(case, device))):
         # One GPU's energy is not the energy of work spread over several: say so, give no number.
-        tel_summary = {"available": False, "reason": f"this case runs on {case.devices} devices; the run's "
-                       f"telemetry covers {telemetry.device_count}"}
+        tel_summary = {"available": False, "reason": f"this case runs on devices {used}; the run's "
+                       f"telemetry does not cover {missing}"}
     elif options.telemetry and telemetry is not None:
         # Energy needs long windows (counter granularity, methods.md): fn back to back, no flush.
+        # Only the devices the case runs on count; the others' samples are kept beside them.
         result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),
-                                          min_duration_s=options.energy_min_s, work=work)
+                                          min_duration_s=options.energy_min_s, work=work,
+                                          devices=used if device.type == "cuda" else None)
         tel_summary, samples = result.summary, list(result.samples)
     record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
                   unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
     return Outcome(record, samples)
+
+
+def _used(case: Case, device: torch.device) -> list[int]:
+    """torch indices of the GPUs a case runs on: its own device, or for a case spanning
+    `case.devices` GPUs (the collectives' rank pool) cuda:0 .. cuda:N-1. On a CPU: none to check."""
+    if device.type != "cuda":
+        return []
+    if case.devices > 1:
+        return list(range(case.devices))
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 def _check(case: Case) -> dict[str, Any]:

@@ -36,6 +36,16 @@ def timer_config(rules: RunRules, *, min_time_s: float | None = None, max_time_s
     )
 
 
+def telemetry_devices(device: torch.device) -> list[torch.device]:
+    """What a run samples: on a GPU every visible GPU, the run's own first (one sampler each:
+    the idle baseline covers the node, a multi-GPU case's energy covers its GPUs, a single-GPU
+    case counts its own); on a CPU the CPU packages (RAPL)."""
+    if device.type != "cuda":
+        return [device]
+    own = device.index if device.index is not None else torch.cuda.current_device()
+    return [torch.device("cuda", own)] + [torch.device("cuda", i) for i in range(torch.cuda.device_count()) if i != own]
+
+
 @dataclass
 class Session:
     device: torch.device
@@ -57,7 +67,7 @@ class Session:
         if telemetry:
             from aibench.telemetry import open_telemetry
 
-            tel = open_telemetry([device])
+            tel = open_telemetry(telemetry_devices(device))
         preview = device.type == "cpu"
         return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
                    rules=PREVIEW_RULES if preview else RunRules())

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from aibench import runner
 from aibench.collectives import launch
 from aibench.collectives.busbw import busbw
 from aibench.collectives.launch import RankError, RankPool
@@ -31,7 +32,7 @@ FAST = RunOptions(timer=TimerConfig(warmup_s=0.0, min_samples=4, min_time_s=0.00
 
 
 class _FakeTelemetry:
-    """Calls fn like the energy window does, without a power counter."""
+    """Calls fn like the energy window does, without a power counter; covers devices 0..n-1."""
 
     available = True
     reason = None
@@ -39,8 +40,13 @@ class _FakeTelemetry:
     def __init__(self, device_count: int = 2) -> None:
         self.calls = 0
         self.device_count = device_count
+        self.counted: list[Any] = []
 
-    def measure_energy(self, fn: Any, sync: Any, *, min_duration_s: float, work: Any) -> Any:
+    def uncovered(self, indices: list[int]) -> list[int]:
+        return [i for i in indices if i >= self.device_count]
+
+    def measure_energy(self, fn: Any, sync: Any, *, min_duration_s: float, work: Any, devices: Any = None) -> Any:
+        self.counted.append(devices)
         for _ in range(2):
             fn()
             self.calls += 1
@@ -88,7 +94,9 @@ def test_all_reduce_end_to_end_through_the_runner() -> None:
     assert rec.work["collectives"] >= 1
 
 
-def test_energy_of_one_device_is_not_attributed_to_two() -> None:
+def test_energy_of_one_device_is_not_attributed_to_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a GPU node: the case runs on cuda:0 and cuda:1, the telemetry covers cuda:0 only.
+    monkeypatch.setattr(runner, "_used", lambda case, device: list(range(case.devices)))
     telemetry = _FakeTelemetry(device_count=1)
     [outcome] = run_workload("collective.broadcast", {"size_mib": 1}, CPU,
                              options=RunOptions(timer=FAST.timer, telemetry=True), telemetry=telemetry)
@@ -96,7 +104,14 @@ def test_energy_of_one_device_is_not_attributed_to_two() -> None:
     assert rec.status == "ok", rec.reason
     assert telemetry.calls == 0
     assert rec.telemetry == {"available": False,
-                             "reason": "this case runs on 2 devices; the run's telemetry covers 1"}
+                             "reason": "this case runs on devices [0, 1]; the run's telemetry does not cover [1]"}
+
+
+def test_cases_count_the_energy_of_the_devices_they_run_on() -> None:
+    one, two = SimpleNamespace(devices=1), SimpleNamespace(devices=2)
+    assert runner._used(one, torch.device("cuda", 3)) == [3]  # a single-GPU case: its own GPU
+    assert runner._used(two, torch.device("cuda", 3)) == [0, 1]  # the rank pool's cuda:0..N-1
+    assert runner._used(two, CPU) == []  # CPU ranks share the packages RAPL reads: all of it counts
 
 
 def test_wrong_result_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -277,3 +277,11 @@ def test_real_gpu_energy_window() -> None:
     assert s["per_unit"]["j_per_tflop"] > 0
     assert s["devices"][0]["uuid"]
     tele.close()
+
+
+def test_a_gpu_run_samples_every_visible_gpu_its_own_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aibench.session import telemetry_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert telemetry_devices(torch.device("cuda", 2)) == [torch.device("cuda", i) for i in (2, 0, 1, 3)]
+    assert telemetry_devices(torch.device("cpu")) == [torch.device("cpu")]  # RAPL packages

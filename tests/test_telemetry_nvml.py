@@ -223,6 +223,21 @@ def test_two_devices_sum_energy_and_list_both() -> None:
     assert s["energy_j"] == 800.0 and s["peak_power_w"] == 600.0 and s["method"] == "counter"
 
 
+def test_a_case_counts_only_the_devices_it_runs_on() -> None:
+    """A run samples every visible GPU; a case on cuda:1 counts cuda:1's energy only, and says
+    what the others drew meanwhile."""
+    clock = fake.FakeClock()
+    nvml = fake.make_module(clock, device_count=2)
+    tele = open_telemetry([torch.device("cuda", 0), torch.device("cuda", 1)], nvml=nvml, clock=clock,
+                          sleep=clock.advance, inline=True)
+    assert tele.device_indices == [0, 1] and tele.uncovered([1, 2]) == [2]
+    assert [s.budget for s in tele.samplers] == [0.01, 0.01]  # 2% of one core, shared
+    s = tele.measure_energy(lambda: clock.advance(STEP_S), lambda: None, min_duration_s=2.0, devices=[1]).summary
+    assert [d["index"] for d in s["devices"]] == [1]
+    assert s["energy_j"] == 400.0 and s["peak_power_w"] == 300.0
+    assert s["other_devices"] == [{"index": 0, "avg_power_w": pytest.approx(200.0), "energy_j": 400.0}]
+
+
 def test_nvml_index_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = fake.make_module(fake.FakeClock(), device_count=4)
     monkeypatch.setattr(nvml_module, "_torch_uuid", lambda index: None)  # as on a machine without CUDA

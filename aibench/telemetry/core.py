@@ -70,7 +70,9 @@ class Telemetry:
         # inline: sample after each call of fn instead of in threads (deterministic, for tests).
         self.inline = inline
         self.readers = list(readers)
-        self.samplers = [Sampler(r, interval_s, clock) for r in self.readers]
+        # The 2% of one core is for all samplers together: eight GPUs get a quarter percent each.
+        share = OVERHEAD_BUDGET / max(1, len(self.readers))
+        self.samplers = [Sampler(r, interval_s, clock, budget=share) for r in self.readers]
         self._closer = closer
         self._closed = False
 
@@ -78,6 +80,16 @@ class Telemetry:
     def device_count(self) -> int:
         """How many devices these samplers cover."""
         return len(self.readers)
+
+    @property
+    def device_indices(self) -> list[int | None]:
+        """torch's index of each covered device (None for a CPU package)."""
+        return [r.info.get("index") for r in self.readers]  # type: ignore[misc]
+
+    def uncovered(self, indices: Sequence[int]) -> list[int]:
+        """The devices of `indices` that no sampler of this telemetry reads."""
+        have = set(self.device_indices)
+        return [i for i in indices if i not in have]
 
     # -- windows ---------------------------------------------------------------------------------
     def _sample_all(self, t: float | None = None, boundary: bool = False) -> None:
@@ -156,9 +168,12 @@ class Telemetry:
         *,
         min_duration_s: float = 2.0,
         work: dict[str, float] | None = None,
+        devices: Sequence[int] | None = None,
     ) -> TelemetryResult:
         """Energy of fn: called repeatedly between two syncs for at least min_duration_s.
 
+        `devices`: the torch indices of the devices fn runs on; only their energy, power and
+        throttling are counted (every device's samples are kept). None: every covered device.
         Without telemetry fn is still called once (between syncs) and every energy is None.
         """
         if not self.available:
@@ -183,7 +198,9 @@ class Telemetry:
             }
             return TelemetryResult(summary, [])
         t0, t1, calls = self._run_window(fn, sync, min_duration_s)
-        devices = self._devices(t0, t1)
+        every = self._devices(t0, t1)
+        devices = every if devices is None else [d for d in every if d.get("index") in set(devices)]
+        others = [d for d in every if d not in devices]
         energies = [d["energy_j"] for d in devices]
         energy_j = sum(energies) if all(e is not None for e in energies) else None
         methods = {d["method"] for d in devices}
@@ -210,6 +227,10 @@ class Telemetry:
             "throttle": combine_throttle([d["throttle"] for d in devices]),
             "interval_s": self.interval_s,
             "notes": [f"device {d.get('index')}: {note}" for d in devices for note in d["notes"]],
+            # Sampled but not counted: what the rest of the node drew meanwhile (idle GPUs, a
+            # neighbour's job), so a report can tell a quiet node from a busy one.
+            "other_devices": [{"index": d.get("index"), "avg_power_w": d["avg_power_w"],
+                               "energy_j": d["energy_j"]} for d in others],
         }
         return TelemetryResult(json_safe(summary), self._samples(t0, t1))
 

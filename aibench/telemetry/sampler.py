@@ -41,9 +41,13 @@ class Sampler:
         interval_s: float = 0.015,
         clock: Callable[[], float] = time.perf_counter,
         slow_every: int = SLOW_EVERY,
+        budget: float = OVERHEAD_BUDGET,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s}")
+        if not 0 < budget < 1:
+            raise ValueError(f"CPU budget must be a share of one core in (0, 1), got {budget}")
+        self.budget = budget  # this sampler's share: Telemetry splits OVERHEAD_BUDGET among its devices
         self.reader = reader
         self.requested_interval_s = interval_s
         self.interval_s = interval_s  # the current one: stretched when over the CPU budget
@@ -131,9 +135,9 @@ class Sampler:
 
     def _keep_within_budget(self, cpu_share: float, at_s: float) -> None:
         """Stretch the interval when the last check period cost more than the CPU budget."""
-        if cpu_share <= OVERHEAD_BUDGET or self.interval_s >= MAX_INTERVAL_S:
+        if cpu_share <= self.budget or self.interval_s >= MAX_INTERVAL_S:
             return
-        self.interval_s = min(MAX_INTERVAL_S, self.interval_s * cpu_share / (OVERHEAD_BUDGET / 2))
+        self.interval_s = min(MAX_INTERVAL_S, self.interval_s * cpu_share / (self.budget / 2))
         if len(self.stretches) < _MAX_STRETCHES_KEPT:
             self.stretches.append({"at_s": at_s, "cpu_share": cpu_share, "interval_s": self.interval_s})
 
@@ -143,6 +147,7 @@ class Sampler:
         return {
             "interval_s": self.interval_s,
             "requested_interval_s": self.requested_interval_s,
+            "budget": self.budget,
             "stretches": list(self.stretches),
             "thread_wall_s": self._wall_s,
             "thread_cpu_s": self._cpu_s,
