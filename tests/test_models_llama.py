@@ -139,6 +139,19 @@ def test_rope_is_rotate_half_and_relative() -> None:
     assert dot(7, 3) == pytest.approx(dot(30, 26), rel=1e-4)
 
 
+def test_rope_in_bf16_rounds_like_the_reference_implementation() -> None:
+    """A bf16 model rotates in bf16 with cos/sin rounded to bf16 (HF's apply_rotary_pos_emb):
+    each of the three products and the sum rounds once, so the result stays within a few bf16
+    units (2^-8) of the exact rotation, and the output dtype is the input's."""
+    fc = precompute_freqs_cis(ModelArgs.from_name("tiny"), 40)
+    x = torch.randn(2, 40, 3, 16).bfloat16()
+    out = apply_rotary_emb(x, fc[None])
+    assert out.dtype == torch.bfloat16
+    exact = apply_rotary_emb(x.double(), fc[None].double())
+    err = (out.double() - exact).norm() / exact.norm()
+    assert err < 3 * 2**-8
+
+
 # --- Forward and cache ------------------------------------------------------------------------------
 
 
