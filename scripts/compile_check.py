@@ -10,7 +10,8 @@ to a cubin with the ptxas that ships in Triton's wheel: no GPU and no CUDA drive
 
 It must run without TRITON_INTERPRET (the interpreter replaces triton.jit); the tests run it in
 a subprocess. Reports per variant: compiled or the error, whether Hopper's wgmma instructions
-were emitted (the tensor-core path), and the static shared memory.
+were emitted (the tensor-core path), the shared memory, and ptxas's registers per thread and
+spill stores (a kernel that spills to local memory loses much of its speed).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -116,6 +121,30 @@ def _jit_function(path: str) -> Any:
     return fn
 
 
+def _ptxas() -> Path | None:
+    """The newest ptxas in Triton's wheel (triton 3.9 emits PTX that only its ptxas-blackwell reads)."""
+    import triton
+
+    folder = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    return next((p for p in (folder / "ptxas-blackwell", folder / "ptxas") if p.exists()), None)
+
+
+def register_usage(ptx: str, arch: int) -> dict[str, int | None]:
+    """Registers per thread and spill-store bytes that `ptxas -v` reports (None: not known)."""
+    ptxas = _ptxas()
+    out = ""
+    if ptxas is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "kernel.ptx"
+            path.write_text(ptx)
+            suffix = "a" if arch >= 90 else ""  # wgmma needs the arch-specific target, as triton uses
+            done = subprocess.run([str(ptxas), f"-arch=sm_{arch}{suffix}", "-v", str(path), "-o", os.devnull],
+                                  capture_output=True, text=True, timeout=120)
+            out = done.stdout + done.stderr
+    regs, spills = re.search(r"Used (\d+) registers", out), re.search(r"(\d+) bytes spill stores", out)
+    return {"registers": int(regs.group(1)) if regs else None, "spill_bytes": int(spills.group(1)) if spills else None}
+
+
 def compile_variant(v: Variant, arch: int) -> dict[str, Any]:
     import triton
     from triton.backends.compiler import GPUTarget
@@ -152,7 +181,7 @@ def compile_variant(v: Variant, arch: int) -> dict[str, Any]:
     if "cubin" not in kernel.asm:
         raise RuntimeError("no cubin was produced")
     return {"seconds": round(time.perf_counter() - start, 2), "wgmma": "wgmma" in ptx,
-            "shared_bytes": int(getattr(kernel.metadata, "shared", 0) or 0)}
+            "shared_bytes": int(getattr(kernel.metadata, "shared", 0) or 0), **register_usage(ptx, arch)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(row)
         if not args.json:
             status = "ok  " if row["ok"] else "FAIL"
-            extra = (f"{row['seconds']:5.1f} s  wgmma={row['wgmma']!s:5}  smem={row['shared_bytes']:>6}"
-                     if "seconds" in row else "")
+            extra = (f"{row['seconds']:5.1f} s  wgmma={row['wgmma']!s:5}  smem={row['shared_bytes']:>6}  "
+                     f"regs={row['registers']}  spill={row['spill_bytes']}" if "seconds" in row else "")
             print(f"{status} {v.label:44s} {extra} {row.get('error', '')}", flush=True)
     if args.json:
         print(json.dumps({"arch": args.arch, "results": results}, indent=1))

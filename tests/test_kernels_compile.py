@@ -61,6 +61,11 @@ def test_tensor_core_kernels_use_wgmma_and_pipelined_stages(sm90: dict) -> None:
     # 3 stages of one A tile [128, 64] and one B tile [64, 256] of bf16 in shared memory: the
     # software pipeline is there (it needs the aligned specialisation a real launch gets).
     assert rows["matmul bf16 128x256x64 (prefill)"]["shared_bytes"] == 3 * (128 + 256) * 64 * 2
+    # The headline kernels keep everything in registers: a spill to local memory costs speed.
+    for name in ("matmul bf16 128x256x64 (prefill)", "attention bf16 d128 causal 128x64",
+                 "matmul bf16 16x64x128 (decode, M = 1)"):
+        assert rows[name]["registers"] is not None, f"ptxas -v gave no register count for {name}"
+        assert rows[name]["spill_bytes"] == 0, f"{name} spills {rows[name]['spill_bytes']} bytes"
     # Skinny decode tiles are below wgmma's 64-row minimum: they use mma.sync, by design.
     assert not rows["matmul bf16 16x64x128 (decode, M = 1)"]["wgmma"]
 
