@@ -236,6 +236,8 @@ def test_a_case_counts_only_the_devices_it_runs_on() -> None:
     assert [d["index"] for d in s["devices"]] == [1]
     assert s["energy_j"] == 400.0 and s["peak_power_w"] == 300.0
     assert s["other_devices"] == [{"index": 0, "avg_power_w": pytest.approx(200.0), "energy_j": 400.0}]
+    with pytest.raises(ValueError, match=r"not \[5\]"):  # part of the energy is never reported as all of it
+        tele.measure_energy(lambda: clock.advance(STEP_S), lambda: None, min_duration_s=2.0, devices=[1, 5])
 
 
 def test_nvml_index_mapping(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,10 +197,14 @@ class Telemetry:
                 "notes": [],
             }
             return TelemetryResult(summary, [])
+        wanted = None if devices is None else set(devices)
+        if wanted is not None and (missing := sorted(wanted - set(self.device_indices))):
+            # Summing the devices that are covered would report part of the energy as all of it.
+            raise ValueError(f"telemetry covers devices {self.device_indices}, not {missing}: check uncovered() first")
         t0, t1, calls = self._run_window(fn, sync, min_duration_s)
         every = self._devices(t0, t1)
-        devices = every if devices is None else [d for d in every if d.get("index") in set(devices)]
-        others = [d for d in every if d not in devices]
+        devices = [d for d in every if wanted is None or d.get("index") in wanted]  # counted
+        others = [d for d in every if wanted is not None and d.get("index") not in wanted]
         energies = [d["energy_j"] for d in devices]
         energy_j = sum(energies) if all(e is not None for e in energies) else None
         methods = {d["method"] for d in devices}
