@@ -110,6 +110,12 @@ def _pair(key: str, b: dict[str, Any] | None, n: dict[str, Any] | None, options:
         verdict = "broken" if n["status"] in ("failed", "invalid") else "not_comparable"
         return Comparison(**head, verdict=verdict, base_median_s=b["timing"]["median"],
                           reason=f"new is {n['status']}: {n.get('reason')}")
+    methods = (b["timing"].get("method"), n["timing"].get("method"))
+    if methods[0] != methods[1]:
+        # A CUDA-graph replay has no launch gaps that per-call events have: the ratio would
+        # measure the change of method (a newer suite version), not the code or the hardware.
+        return Comparison(**head, verdict="not_comparable", base_median_s=b["timing"]["median"],
+                          new_median_s=n["timing"]["median"], reason=f"timed differently: {methods[0]} vs {methods[1]}")
     verdict, ratio, p = judge(b["timing"]["samples_s"], n["timing"]["samples_s"], options)
     return Comparison(**head, verdict=verdict, base_median_s=b["timing"]["median"],
                       new_median_s=n["timing"]["median"], ratio=ratio, p_value=p)
@@ -128,6 +134,10 @@ def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None
     for which, run in (("base", base), ("new", new)):
         if run.manifest.get("preview") or not run.manifest.get("comparable", True):
             warnings.append(f"{which} is a preview run: its numbers are not comparable across machines")
+    suites = [run.manifest.get("suite") or {} for run in (base, new)]
+    if suites[0].get("name") == suites[1].get("name") and suites[0].get("version") != suites[1].get("version"):
+        warnings.append(f"suite {suites[0].get('name')!r} versions differ ({suites[0].get('version')} vs "
+                        f"{suites[1].get('version')}): entries and timing methods may have changed")
     if base.manifest.get("environment_sha256") != new.manifest.get("environment_sha256"):
         warnings.append("the environment fingerprints differ (versions, driver or clocks changed)")
     b = {record_key(r): r for r in base.records}

@@ -51,20 +51,20 @@ def test_options_are_validated() -> None:
         CompareOptions(alpha=1.5)
 
 
-def _record(backend: str, median: float, status: str = "ok", seed: int = 0) -> Record:
+def _record(backend: str, median: float, status: str = "ok", seed: int = 0, method: str = "perf_counter") -> Record:
     timing = None
     if status == "ok":
         s = samples(median, seed=seed)
-        timing = {"method": "perf_counter", "samples_s": s, "n": len(s), "median": stats.median(s),
+        timing = {"method": method, "samples_s": s, "n": len(s), "median": stats.median(s),
                   "converged": True, "stop_reason": "test", "total_s": sum(s)}
     return Record(id=f"gemm[m=1]/{backend}", workload="gemm", backend=backend, params={"m": 1},
                   device={"spec": "cuda:0", "kind": "cuda", "name": "NVIDIA H200"}, status=status,
                   reason=None if status == "ok" else "boom", timing=timing)
 
 
-def _run(root: Path, records: list[Record], device: str = "NVIDIA H200") -> Path:
+def _run(root: Path, records: list[Record], device: str = "NVIDIA H200", suite: dict | None = None) -> Path:
     run = RunDir.create(root, "t", {"comparable": True, "preview": False, "device": {"name": device},
-                                    "environment_sha256": "x"})
+                                    "environment_sha256": "x", "suite": suite})
     for r in records:
         run.append(Outcome(r))
     run.finish(complete=True)
@@ -85,6 +85,19 @@ def test_compare_runs_end_to_end(tmp_path: Path) -> None:
     broken = _run(tmp_path / "c", [_record("torch", 1.0, status="failed"), _record("triton", 1.0)])
     assert {c.backend: c.verdict for c in compare_runs(load_run(base), load_run(broken)).comparisons}["torch"] \
         == "broken"
+
+
+def test_a_change_of_timing_method_is_not_a_verdict(tmp_path: Path) -> None:
+    """gigafactory 1.1.0 times decode kernels as graph replays: against a 1.0.0 run timed call by
+    call, a 3x 'speedup' would be the method's, not the code's."""
+    suite = {"name": "ci", "version": "1.0.0", "sha256": "a", "source": "x", "entries": []}
+    base = _run(tmp_path / "a", [_record("triton", 3.0, method="cuda_event")], suite=suite)
+    new = _run(tmp_path / "b", [_record("triton", 1.0, method="cuda_graph")], suite={**suite, "version": "1.1.0"})
+    result = compare_runs(load_run(base), load_run(new))
+    (c,) = result.comparisons
+    assert c.verdict == "not_comparable" and c.reason == "timed differently: cuda_event vs cuda_graph"
+    assert c.ratio is None and not result.failing
+    assert any("versions differ (1.0.0 vs 1.1.0)" in w for w in result.warnings)
 
 
 def test_different_devices_are_refused_unless_allowed(tmp_path: Path) -> None:
