@@ -94,7 +94,7 @@ def precompute_freqs_cis(args: ModelArgs, seq_len: int, device: torch.device | s
 
 
 def apply_rotary_emb(x: Tensor, freqs_cis: Tensor) -> Tensor:
-    """x [B, S, H, D], freqs_cis [B or 1, S, 2, D] fp32 -> x rotated, in x's dtype.
+    """x [B, S, H, D], freqs_cis [B or 1, S, 2, D] (fp32 angles' cos/sin) -> x rotated, in x's dtype.
 
     As HF's apply_rotary_pos_emb: the fp32 cos and sin are rounded to x's dtype and the rotation
     computed in it (bf16 for a bf16 model), not in fp32: the same rounding as the reference
@@ -387,6 +387,7 @@ class Transformer(nn.Module):
             cache = self._cache_view(input_pos, slots, B, S)
             freqs_cis = self._freqs(self.max_seq, tokens.device)[input_pos]  # [B, S, 2, D]
         x = self.tok_embeddings(tokens)  # [B, S, D]
+        freqs_cis = freqs_cis.to(x.dtype)  # once per forward, as HF's rotary_emb: not 4 casts a layer
         for layer in self.layers:
             x = layer(x, freqs_cis, cache)
         return self.output(self.norm(x))  # [B, S, V]
