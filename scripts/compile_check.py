@@ -41,6 +41,8 @@ class Variant:
     # tensors, LLM dimensions), which enables vectorised loads and pipelining, except `ragged`.
     ones: tuple[str, ...] = ()
     ragged: tuple[str, ...] = ()
+    descriptors: dict[str, str] = field(default_factory=dict)  # argument -> "tensordesc<bf16[128, 64]>"
+    expect_tma: bool = False  # loads must lower to TMA bulk copies (cp.async.bulk.tensor)
     num_warps: int = 4
     num_stages: int = 3
     expect_wgmma: bool = False  # a tensor-core kernel must lower to wgmma on sm_90
@@ -64,6 +66,16 @@ def _matmul(label: str, in_ty: str, out_ty: str, bm: int, bn: int, bk: int, warp
     tensor_cores = in_ty != "fp32" or meta.get("DOT_PRECISION") == "tf32"
     return Variant("aibench.kernels.matmul:_jit_kernel", label, pointers, constexprs, num_warps=warps,
                    num_stages=stages, expect_wgmma=tensor_cores and bm >= 64, ones=ones, ragged=ragged)
+
+
+def _matmul_tma(label: str, bm: int, bn: int, bk: int, warps: int, stages: int, k_major: bool) -> Variant:
+    b_block = f"[{bn}, {bk}]" if k_major else f"[{bk}, {bn}]"
+    return Variant("aibench.kernels.matmul_tma:_jit_kernel", label, {},
+                   {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "NUM_SMS": 132, "B_KMAJOR": k_major,
+                    "UPCAST": False},
+                   num_warps=warps, num_stages=stages, expect_wgmma=True, expect_tma=True,
+                   descriptors={"a_desc": f"tensordesc<bf16[{bm}, {bk}]>", "b_desc": f"tensordesc<bf16{b_block}>",
+                                "c_desc": f"tensordesc<bf16[{bm}, {bn}]>"})
 
 
 def _attention(label: str, dtype: str, d: int, bm: int, bn: int, causal: bool, warps: int, stages: int) -> Variant:
@@ -90,6 +102,8 @@ VARIANTS: tuple[Variant, ...] = (
     _matmul("matmul fp32 IEEE, int64 indices", "fp32", "fp32", 64, 64, 32, 4, 3, DOT_PRECISION="ieee",
             INDEX_64=True),
     _matmul("matmul fp32 TF32", "fp32", "fp32", 128, 128, 32, 8, 3, DOT_PRECISION="tf32"),
+    _matmul_tma("matmul TMA persistent bf16 128x256x64, w.t()", 128, 256, 64, 8, 3, k_major=True),
+    _matmul_tma("matmul TMA persistent bf16 128x128x64, [K, N]", 128, 128, 64, 8, 4, k_major=False),
     Variant("aibench.kernels.splitk:_reduce_kernel", "split-K reduce fp32 -> bf16 (M = 1)",
             {"ws_ptr": "fp32", "c_ptr": "bf16"}, {"SPLIT_K": 4, "BLOCK": 512}, ones=("M", "stride_cn")),
     _attention("attention bf16 d128 causal 128x64", "bf16", 128, 128, 64, True, 8, 3),
@@ -151,7 +165,7 @@ def compile_variant(v: Variant, arch: int) -> dict[str, Any]:
 
     fn = _jit_function(v.kernel)
     names = list(fn.arg_names)
-    unknown = (set(v.pointers) | set(v.constexprs) | set(v.floats)) - set(names)
+    unknown = (set(v.pointers) | set(v.constexprs) | set(v.floats) | set(v.descriptors)) - set(names)
     if unknown:
         raise ValueError(f"{v.kernel} has no argument(s) {sorted(unknown)}: update scripts/compile_check.py")
     unknown = set(v.ones) | set(v.ragged)
@@ -165,6 +179,9 @@ def compile_variant(v: Variant, arch: int) -> dict[str, Any]:
         if name in fixed:
             signature[name] = "constexpr"
             continue
+        if name in v.descriptors:
+            signature[name] = v.descriptors[name]
+            continue  # a descriptor carries its own layout: no divisibility attribute
         if name in v.pointers:
             signature[name] = "*" + v.pointers[name]
         else:
@@ -181,6 +198,7 @@ def compile_variant(v: Variant, arch: int) -> dict[str, Any]:
     if "cubin" not in kernel.asm:
         raise RuntimeError("no cubin was produced")
     return {"seconds": round(time.perf_counter() - start, 2), "wgmma": "wgmma" in ptx,
+            "tma": "cp.async.bulk.tensor" in ptx,
             "shared_bytes": int(getattr(kernel.metadata, "shared", 0) or 0), **register_usage(ptx, arch)}
 
 
@@ -199,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             row.update(ok=True, **compile_variant(v, args.arch))
             if v.expect_wgmma and args.arch == 90 and not row["wgmma"]:
                 row.update(ok=False, error="no wgmma in the PTX: the tensor-core path was not taken")
+            if v.expect_tma and args.arch >= 90 and not row["tma"]:
+                row.update(ok=False, error="no cp.async.bulk.tensor in the PTX: the loads are not TMA copies")
         except Exception as exc:  # every variant is tried; each failure is reported
             row.update(ok=False, error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}")
         results.append(row)

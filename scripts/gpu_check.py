@@ -91,6 +91,16 @@ def plan(dtype: str) -> list[tuple[str, str, dict[str, Any]]]:
     return cases
 
 
+def backends_for(group: str, params: dict[str, Any]) -> list[str] | None:
+    """The models on the vendor libraries only; decode GEMMs without the TMA kernel, whose
+    64-256-row tiles are made for prefill (it would spend the budget on M = 1). None: all."""
+    if group.startswith("llm-"):
+        return ["torch"]
+    if group == "gemm-llm" and params["m"] <= DECODE_MAX_M:
+        return ["torch", "triton"]
+    return None
+
+
 def ordered_cases(dtype: str, models: bool) -> list[tuple[str, str, dict[str, Any]]]:
     """What to run, most important first (the budget may stop the run anywhere): the headline
     kernel targets, the model targets, the long tail of LLM-shape GEMMs, then information."""
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)
             break
         timer = timer_for(group, params)
-        backends = ["torch"] if group.startswith("llm-") else None
+        backends = backends_for(group, params)
         for outcome in run_workload(name, params, device, backends=backends,
                                     options=RunOptions(timer=timer, preview=False)):
             rec = outcome.record.to_dict()
@@ -149,9 +159,10 @@ def _ms(rec: dict[str, Any]) -> str:
     return f"{med * 1e3:.3f}ms" if med else "-"
 
 
-def _speedups(results: list[dict[str, Any]], group: str, pred: Any = lambda r: True) -> list[float]:
+def _speedups(results: list[dict[str, Any]], group: str, pred: Any = lambda r: True,
+              backend: str = "triton") -> list[float]:
     return [r["metrics"]["speedup"] for r in results
-            if r["details"].get("gpu_check_group") == group and r["backend"] == "triton"
+            if r["details"].get("gpu_check_group") == group and r["backend"] == backend
             and "speedup" in r["metrics"] and pred(r)]
 
 
@@ -173,6 +184,9 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
     decode_frac = [r["metrics"]["gbps"] / copy_gbps for r in decode] if copy_gbps else []
     square = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
               if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton"}
+    square_tma = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
+                  if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton.tma"}
+    llm_tma = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] > DECODE_MAX_M, backend="triton.tma")
     llm = _speedups(results, "gemm-llm")
     llm_prefill = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] > DECODE_MAX_M)
     llm_decode = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] <= DECODE_MAX_M)
@@ -196,6 +210,10 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
             "matmul_llm_geomean_vs_cublas": {"value": geo(llm), "target": 0.9, "n": len(llm),
                                              "prefill": geo(llm_prefill), "decode": geo(llm_decode),
                                              "decode_timing": "cuda_graph replays, both backends"},
+            # The persistent TMA kernel (the `triton.tma` backend), beside the pointer kernel that
+            # `matmul` calls: which one should serve aligned prefill shapes is decided from these.
+            "matmul_tma_vs_cublas": {"4096": square_tma.get(4096), "8192": square_tma.get(8192),
+                                     "llm_prefill_geomean": geo(llm_tma), "n": len(llm_tma)},
             "prefill_causal_d128_vs_sdpa_flash_min": {"value": min(prefill, default=None), "target": 0.9,
                                                       "all": prefill},
             "prefill_causal_d128_vs_sdpa_default": {"all": _speedups(results, "attn-prefill")},

@@ -35,6 +35,9 @@ def test_targets_from_records() -> None:
         rec("copy", "memory.copy", "triton", gbps=3900.0),
         rec("gemm-square", "gemm", "triton", m=4096, speedup=0.95),
         rec("gemm-square", "gemm", "triton", m=8192, speedup=0.9),
+        rec("gemm-square", "gemm", "triton.tma", m=8192, speedup=0.97),
+        rec("gemm-llm", "gemm", "triton.tma", m=4096, speedup=0.96),
+        rec("gemm-llm", "gemm", "triton.tma", m=4096, speedup=1.0),
         rec("gemm-llm", "gemm", "triton", m=64, speedup=0.5),
         rec("gemm-llm", "gemm", "triton", m=4096, speedup=2.0),
         rec("attn-prefill", "attention.prefill", "torch.flash", m=4096, median=3.0),
@@ -51,7 +54,9 @@ def test_targets_from_records() -> None:
     assert s["copy_gbps_torch_max"] == 4000.0
     assert t["matmul_4096_vs_cublas"]["value"] == 0.95
     assert t["matmul_llm_geomean_vs_cublas"]["value"] == pytest.approx(1.0)
-    assert t["matmul_llm_geomean_vs_cublas"]["decode"] == 0.5
+    assert t["matmul_llm_geomean_vs_cublas"]["decode"] == 0.5  # the TMA records are not mixed in
+    assert t["matmul_tma_vs_cublas"] == {"4096": None, "8192": 0.97,
+                                         "llm_prefill_geomean": pytest.approx(0.96**0.5), "n": 2}
     assert t["matmul_llm_geomean_vs_cublas"]["prefill"] == 2.0
     assert t["prefill_causal_d128_vs_sdpa_flash_min"]["value"] == 0.9  # 9 / 10; the other is 3 / 2
     assert sorted(t["prefill_causal_d128_vs_sdpa_flash_min"]["all"]) == [0.9, 1.5]
@@ -85,3 +90,10 @@ def test_headline_targets_run_first() -> None:
     assert first["attn-decode"] < first["llm-decode"] < first["llm-prefill"] < first["gemm-llm"]
     assert groups[-1] == "llm-decode-graph"
     assert "llm-decode" not in [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=False)]
+
+
+def test_backends_per_group() -> None:
+    assert gpu_check.backends_for("llm-decode", {}) == ["torch"]
+    assert gpu_check.backends_for("gemm-llm", {"m": 64}) == ["torch", "triton"]
+    assert gpu_check.backends_for("gemm-llm", {"m": 4096}) is None  # triton.tma too
+    assert gpu_check.backends_for("gemm-square", {"m": 8192}) is None

@@ -50,14 +50,16 @@ def test_every_kernel_variant_compiles_for_sm90(sm90: dict) -> None:
     failed = [f"{r['variant']}: {r.get('error')}" for r in sm90["results"] if not r["ok"]]
     assert not failed, "\n".join(failed)
     kernels = {r["kernel"].split(":")[0] for r in sm90["results"]}
-    assert kernels == {f"aibench.kernels.{m}" for m in ("matmul", "splitk", "attention", "flash_decode", "stream")}
+    assert kernels == {f"aibench.kernels.{m}" for m in ("matmul", "matmul_tma", "splitk", "attention", "flash_decode", "stream")}
 
 
 def test_tensor_core_kernels_use_wgmma_and_pipelined_stages(sm90: dict) -> None:
     rows = {r["variant"]: r for r in sm90["results"]}
     for name in ("matmul bf16 128x256x64 (prefill)", "matmul fp8 128x128x128, fp32 per K tile",
-                 "attention bf16 d128 causal 128x64"):
+                 "attention bf16 d128 causal 128x64", "matmul TMA persistent bf16 128x256x64, w.t()"):
         assert rows[name]["wgmma"], name
+    assert rows["matmul TMA persistent bf16 128x256x64, w.t()"]["tma"]  # bulk tensor copies, not ld.global
+    assert not rows["matmul bf16 128x256x64 (prefill)"]["tma"]
     # 3 stages of one A tile [128, 64] and one B tile [64, 256] of bf16 in shared memory: the
     # software pipeline is there (it needs the aligned specialisation a real launch gets).
     assert rows["matmul bf16 128x256x64 (prefill)"]["shared_bytes"] == 3 * (128 + 256) * 64 * 2

@@ -37,7 +37,7 @@ def test_defaults_real_and_preview() -> None:
     preview = gemm.resolve_params({}, preview=True)
     assert (preview["m"], preview["n"], preview["k"]) == (64, 48, 40)
     assert gemm.baseline_name == "torch"
-    assert set(gemm.backends) == {"torch", "triton"}
+    assert set(gemm.backends) == {"torch", "triton", "triton.tma"}
 
 
 def test_bad_parameters_are_usage_errors() -> None:
@@ -91,6 +91,23 @@ def test_inputs_are_random_not_zeros() -> None:
 def test_fp8_is_unsupported_on_cpu(backend: str) -> None:
     with pytest.raises(Unsupported, match=r"compute capability >= 8\.9"):
         setup(backend, dtype="float8_e4m3fn")
+
+
+@pytest.mark.parametrize("transpose_b", [True, False])
+def test_tma_backend_checks_both_layouts(transpose_b: bool) -> None:
+    case = setup("triton.tma", dtype="bfloat16", transpose_b=transpose_b)  # preview 64x48x40: aligned rows
+    result = case.check()
+    assert result.passed and result.rel_error is not None and result.rel_error < 8e-3
+    assert case.details["op"] == "aibench.kernels.matmul_tma" and case.details["transpose_b"] is transpose_b
+
+
+def test_tma_backend_skips_what_tma_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(Unsupported, match="16-byte aligned rows"):
+        setup("triton.tma", dtype="float16", k=29)
+    with pytest.raises(Unsupported, match="float16/bfloat16"):
+        setup("triton.tma", dtype="float32")
+    monkeypatch.setattr(gemm_module, "matmul_tma", lambda a, b: (a.float() @ b.float() * 1.01).to(a.dtype))
+    assert not setup("triton.tma", dtype="float16").check().passed  # a wrong kernel is caught
 
 
 def test_wrong_triton_result_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """The `gemm` workload: C[M, N] = A[M, K] @ B[K, N], vendor BLAS against the Triton kernel.
 
-Backends: `torch` (baseline: torch.matmul, i.e. cuBLAS / hipBLASLt; torch._scaled_mm for fp8)
-and `triton` (aibench.kernels.matmul). Shapes from real models: aibench.workloads.shapes.
+Backends: `torch` (baseline: torch.matmul, i.e. cuBLAS / hipBLASLt; torch._scaled_mm for fp8),
+`triton` (aibench.kernels.matmul) and `triton.tma` (aibench.kernels.matmul_tma: persistent, TMA
+descriptors, fp16/bf16 on Hopper and newer; a case it cannot take is skipped with the reason). Shapes from real models: aibench.workloads.shapes.
 The runner derives TFLOP/s, % of peak and the speedup over the baseline from `flops`, `bytes`
 and `dtype`.
 """
@@ -25,6 +26,7 @@ from aibench.kernels.matmul import (
     matmul_reference,
     tuned_config,
 )
+from aibench.kernels.matmul_tma import matmul_tma, tma_unsupported_reason
 from aibench.workloads.coldcache import rotating, rotation
 from aibench.workloads.registry import Case, Check, Param, workload
 
@@ -227,4 +229,26 @@ def _gemm_triton(p: dict[str, Any], device: torch.device) -> Case:
         case.fn()
         devices.synchronize(device)
         case.details["config"] = tuned_config()
+    return case
+
+
+def _tma_available(device: torch.device) -> tuple[bool, str | None]:
+    ok, why = devices.triton_usable(device)
+    if not ok or device.type != "cuda":
+        return ok, why  # a CPU: the interpreter runs it
+    if getattr(torch.version, "hip", None) or torch.cuda.get_device_capability(device)[0] < 9:
+        return False, "TMA descriptors need an NVIDIA GPU of compute capability >= 9.0 (Hopper)"
+    return True, None
+
+
+@gemm.backend("triton.tma", available=_tma_available,
+              description="aibench.kernels.matmul_tma (Triton: persistent, TMA descriptors, Hopper)")
+def _gemm_triton_tma(p: dict[str, Any], device: torch.device) -> Case:
+    x = _Inputs(p, device)
+    if reason := tma_unsupported_reason(x.a, x.b):
+        raise Unsupported(reason)
+    case = x.case(matmul_tma, {"op": "aibench.kernels.matmul_tma", "interpreted": devices.is_interpreted(device)})
+    if device.type != "cpu":
+        case.fn()  # autotunes this shape: outside the timer and any CUDA graph capture
+        devices.synchronize(device)
     return case
