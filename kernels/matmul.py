@@ -23,6 +23,10 @@ The interpreter multiplies bf16 bit patterns as integers in `tl.dot`
 (../shared/reference/triton-interpreter.md), so there the kernel upcasts its tiles to fp32
 first (UPCAST), and it skips autotuning (one small config) because interpreted launches are slow.
 
+For aligned fp16/bf16 products of more than 64 rows on Hopper, the first launch of each shape
+also runs the persistent TMA kernel (kernels/matmul_tma.py) and keeps whichever is faster, when
+the two agree: `tuned_config()` says which runs and why.
+
 Seen on an H200 before split-K (torch 2.11, triton 3.6, do_bench medians vs torch.matmul): bf16
 4096^3 0.93x, 8192^3 0.935x, Llama-3.1 prefill projections 0.82-0.95x; decode (M <= 64) 0.6-1.15x
 in GPU time (CUDA graphs), the low end on 8B's o and down projections that split-K now targets;
@@ -32,6 +36,7 @@ less when the Python launch cost (~50-100 us a call there, torch ~20 us) shows. 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from typing import Any
 
@@ -541,8 +546,30 @@ def _launch_key(args: tuple[Any, ...], meta: dict[str, Any]) -> tuple[Any, ...]:
     return (a.dtype, c.dtype, a.device, _m_bucket(m), n, k, a.stride(1), b.stride(0), *meta.values())
 
 
+# For aligned fp16/bf16 prefill-sized keys on Hopper: which kernel won the race against the
+# persistent TMA kernel (kernels/matmul_tma.py) on the key's first launch, and why.
+_KERNEL_CHOICE: dict[tuple[Any, ...], tuple[str, str]] = {}
+_last_choice: tuple[str, str] | None = None
+
+
+def _tma_module() -> Any:
+    # Imported when first needed: kernels/matmul_tma.py imports this module's input checks.
+    return importlib.import_module("aibench.kernels.matmul_tma")
+
+
+def _tma_candidate(args: tuple[Any, ...], meta: dict[str, Any]) -> bool:
+    """Whether the TMA kernel may race the pointer kernel for this launch: a GPU, fp16/bf16 in and
+    out, more rows than the skinny (decode) tiles serve, and what TMA needs (Hopper, alignment)."""
+    a, b, c = args[:3]
+    if a.device.type != "cuda" or meta["FP8"] or meta["UPCAST"] or c.dtype != a.dtype:
+        return False
+    if args[_WS_ARG + 1] <= _SKINNY_MAX_M:
+        return False
+    return _tma_module().tma_unsupported_reason(a, b) is None
+
+
 def _launch_tuned(tuner: Any, args: tuple[Any, ...], meta: dict[str, Any]) -> None:
-    global _last_config
+    global _last_config, _last_choice
     c = args[2]
     m, n, k = args[_WS_ARG + 1 : _WS_ARG + 4]
     key = _launch_key(args, meta)
@@ -567,16 +594,29 @@ def _launch_tuned(tuner: Any, args: tuple[Any, ...], meta: dict[str, Any]) -> No
         _LAUNCH_CACHE[key] = config
         if config["SPLIT_K"] > 1:
             splitk_reduce(ws, c, m, n, config["SPLIT_K"])
+        if _tma_candidate(args, meta):
+            tma = _tma_module()
+            use, why = tma.race(args[0], args[1], c, lambda: _launch_config(args, meta, config))
+            _KERNEL_CHOICE[key] = ("tma" if use else "pointer", why)
+    elif _KERNEL_CHOICE.get(key, ("pointer",))[0] == "tma":
+        _tma_module().launch_into(args[0], args[1], c)
     else:
         _launch_config(args, meta, config)
     _last_config = config
+    _last_choice = _KERNEL_CHOICE.get(key)
 
 
 def tuned_config() -> dict[str, Any] | None:
-    """Meta-parameters and launch options of the most recent autotuned launch (None before one)."""
+    """Meta-parameters and launch options of the most recent autotuned launch (None before one);
+    where the TMA kernel raced the pointer kernel, which one runs (`kernel`), why, and its config."""
     if _last_config is None:
         return None
-    return {name: value for name, value in _last_config.items() if value is not None}
+    out: dict[str, Any] = {name: value for name, value in _last_config.items() if value is not None}
+    if _last_choice is not None:
+        out["kernel"], out["kernel_choice"] = _last_choice
+        if _last_choice[0] == "tma":
+            out["tma_config"] = _tma_module().best_config()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,15 +4,16 @@ The same product as kernels/matmul.py, written the way Triton's tutorial 09 reac
 Hopper: the tensor memory accelerator (TMA) copies whole tiles from HBM to shared memory (no
 per-thread address arithmetic, no masks: out-of-bounds rows and columns read as zeros, stores are
 clipped), wgmma multiplies them, and a persistent grid of one program per SM walks the output
-tiles in grouped order, so no tile waits for a launch. It exists beside the pointer kernel as
-the `triton.tma` backend of the `gemm` workload until measurements say which one `matmul` should
-call for aligned shapes (kernels/PERF.md: the pointer kernel is 0.87-0.89x cuBLAS on Llama-3.1
-8B prefill shapes on an H200).
+tiles in grouped order, so no tile waits for a launch. It is the `triton.tma` backend of the
+`gemm` workload, and `matmul` races it against its pointer kernel on the first launch of each
+aligned fp16/bf16 prefill-sized shape on Hopper (`race`), keeping the faster when both agree
+(kernels/PERF.md: the pointer kernel is 0.87-0.89x cuBLAS on Llama-3.1 8B prefill shapes on an H200).
 
 1. autotune configs, whose pre_hook sets the descriptors' tile shapes;
 2. the kernel;
 3. the wrapper `matmul_tma(a, b)`: check, allocate, launch (`tma_unsupported_reason` says why
-   a case cannot run: TMA needs 16-byte aligned bases and row strides and a unit inner stride).
+   a case cannot run: TMA needs 16-byte aligned bases and row strides and a unit inner stride),
+   and `race`, matmul's per-shape choice between the two kernels.
 
 In Triton's CPU interpreter (TRITON_INTERPRET=1) host descriptors work too; the kernel then
 upcasts its tiles to fp32 (the interpreter's bf16 dot is broken, triton-interpreter.md) and runs
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,6 +42,9 @@ except Exception:  # no triton, or one without host-side tensor descriptors (bef
     HAS_TMA = False
 
 _DTYPES = (torch.float16, torch.bfloat16)
+# Two fp32-accumulated products of the same inputs differ by summation order and then by one
+# rounding of C: a few units of the output's last place, normwise well under one unit.
+_AGREE = {torch.float16: 2**-10, torch.bfloat16: 2**-7}
 _ALIGN = 16  # bytes: TMA's alignment of a tensor's base address and of every stride but the last
 
 
@@ -205,8 +210,15 @@ def matmul_tma(a: torch.Tensor, b: torch.Tensor, *, out_dtype: torch.dtype | Non
     reason = tma_unsupported_reason(a, b, out_dtype)
     if reason is not None:
         raise Unsupported(reason)
+    c = torch.empty((a.shape[0], b.shape[1]), device=a.device, dtype=a.dtype)
+    launch_into(a, b, c)
+    return c
+
+
+def launch_into(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> None:
+    """c = a @ b with the TMA kernel; inputs already checked (tma_unsupported_reason is None) and
+    c a fresh row-major [M, N] of a's dtype."""
     (m, k), n = a.shape, b.shape[1]
-    c = torch.empty((m, n), device=a.device, dtype=a.dtype)
     k_major = b.stride(0) == 1 and n > 1
     w = b.t() if k_major else b  # the descriptor's tensor: w [N, K] or b [K, N], unit inner stride
     # Placeholder tile shapes: the config's pre_hook sets the real ones before each launch.
@@ -228,4 +240,30 @@ def matmul_tma(a: torch.Tensor, b: torch.Tensor, *, out_dtype: torch.dtype | Non
             return (min(sms, triton.cdiv(m, META["BLOCK_M"]) * triton.cdiv(n, META["BLOCK_N"])),)
 
         _tuned[grid](*args, **meta)
-    return c
+
+
+def best_config() -> dict[str, Any] | None:
+    """Meta-parameters and launch options of the TMA autotuner's latest choice (None before one)."""
+    config = getattr(_tuned, "best_config", None) if HAS_TMA else None
+    return None if config is None else {k: v for k, v in config.all_kwargs().items() if v is not None}
+
+
+def race(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, pointer: Callable[[], None]) -> tuple[bool, str]:
+    """Whether `matmul` should use the TMA kernel for this launch key: called once per key, after
+    the pointer kernel (`pointer()` relaunches it) has written c = a @ b. The TMA kernel must
+    agree with that result (both sum in fp32: only rounding order differs) and be faster by
+    do_bench's median (L2 flushed before each call). Returns (use TMA, why)."""
+    out = torch.empty_like(c)
+    try:
+        launch_into(a, b, out)  # tunes the TMA configs on this key's first call
+    except Exception as exc:  # a config the compiler or the device refuses: keep the pointer kernel
+        return False, f"TMA kernel failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    ref = c.float()
+    diff = float((out.float() - ref).norm() / ref.norm().clamp_min(1e-30))
+    limit = _AGREE[c.dtype]
+    if not diff <= limit:  # NaN fails too
+        return False, f"TMA result differs from the pointer kernel's by {diff:.2e} (> {limit:.0e}): not used"
+    t_pointer = triton.testing.do_bench(pointer)
+    t_tma = triton.testing.do_bench(lambda: launch_into(a, b, out))
+    use = t_tma < t_pointer
+    return use, f"do_bench medians: TMA {t_tma * 1e3:.1f} us, pointer {t_pointer * 1e3:.1f} us"

@@ -97,3 +97,118 @@ def test_configs_are_pruned_by_shared_memory(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(mt, "_smem_limit", lambda index: 1000)  # nothing fits: the smallest, to fail loudly
     (smallest,) = mt._fits(configs, args)
     assert (smallest.kwargs["BLOCK_M"], smallest.kwargs["BLOCK_N"]) in {(128, 64), (64, 128)}
+
+
+# --- matmul() races the TMA kernel on a key's first launch ----------------------------------------
+
+mm = importlib.import_module("aibench.kernels.matmul")
+
+
+class OneConfigTuner:
+    """Stands in for triton's autotuner on the CPU: 'tunes' to one pointer config and launches it."""
+
+    def __init__(self) -> None:
+        import triton
+
+        self.best_config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2, "SPLIT_K": 1},
+                                         num_warps=4, num_stages=2)
+        self.configs = [self.best_config]
+
+    def __getitem__(self, grid: Any) -> Any:
+        def run(*args: Any, **meta: Any) -> None:
+            kwargs = self.best_config.all_kwargs()
+            mm._kernel[grid(kwargs)](*args, **kwargs, **meta)
+
+        return run
+
+
+@pytest.fixture
+def race_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Launch cache and choices emptied, every key a TMA candidate, do_bench replaced by fixed
+    medians (`times`: pointer, then TMA) and launch_into counted."""
+    import triton
+
+    env: dict[str, Any] = {"times": [2.0, 1.0], "tma_launches": 0}
+    monkeypatch.setattr(mm, "_LAUNCH_CACHE", {})
+    monkeypatch.setattr(mm, "_KERNEL_CHOICE", {})
+    monkeypatch.setattr(mm, "_tma_candidate", lambda args, meta: True)
+    real = mt.launch_into
+
+    def counted(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> None:
+        env["tma_launches"] += 1
+        real(a, b, c)
+
+    monkeypatch.setattr(mt, "launch_into", counted)
+
+    def do_bench(fn: Any) -> float:
+        fn()
+        return env["times"].pop(0)
+
+    monkeypatch.setattr(triton.testing, "do_bench", do_bench)
+    return env
+
+
+def _launch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c = torch.empty(a.shape[0], b.shape[1], dtype=a.dtype)
+    # upcast: the interpreter's bf16 dot is broken (on a GPU, _tma_candidate excludes UPCAST).
+    args, meta = mm._launch_args(a, b, c, None, None, allow_tf32=False, upcast=True)
+    mm._launch_tuned(OneConfigTuner(), args, meta)
+    return c
+
+
+def test_faster_agreeing_tma_kernel_takes_over_the_key(race_env: dict[str, Any]) -> None:
+    a, w = randn(80, 32, dtype=torch.float16, seed=4), randn(48, 32, dtype=torch.float16, seed=5)
+    ref = matmul_reference(a, w.t())
+    assert rel_error(_launch(a, w.t()), ref) < 1e-3  # the pointer kernel's result, raced once
+    assert race_env["tma_launches"] == 2  # the agreement check and do_bench's call
+    config = mm.tuned_config()
+    assert config is not None and config["kernel"] == "tma"
+    assert config["kernel_choice"] == "do_bench medians: TMA 1000.0 us, pointer 2000.0 us"
+    assert rel_error(_launch(a, w.t()), ref) < 1e-3 and race_env["tma_launches"] == 3  # cached: TMA
+
+
+def test_slower_tma_kernel_leaves_the_pointer_kernel(race_env: dict[str, Any]) -> None:
+    race_env["times"] = [1.0, 3.0]
+    a, b = randn(80, 32, dtype=torch.bfloat16, seed=6), randn(32, 48, dtype=torch.bfloat16, seed=7)
+    _launch(a, b)
+    launches = race_env["tma_launches"]
+    assert rel_error(_launch(a, b), matmul_reference(a, b)) < 8e-3
+    assert race_env["tma_launches"] == launches and mm.tuned_config()["kernel"] == "pointer"
+
+
+def test_a_disagreeing_or_failing_tma_kernel_is_never_used(
+    race_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, w = randn(80, 32, dtype=torch.float16, seed=8), randn(48, 32, dtype=torch.float16, seed=9)
+    ref = matmul_reference(a, w.t())
+    monkeypatch.setattr(mt, "launch_into", lambda a, b, c: c.copy_((a.float() @ b.float() * 1.05).half()))
+    assert rel_error(_launch(a, w.t()), ref) < 1e-3  # C is the pointer kernel's, untouched
+    kernel, why = mm.tuned_config()["kernel"], mm.tuned_config()["kernel_choice"]
+    assert kernel == "pointer" and "differs from the pointer kernel's" in why and race_env["times"] == [2.0, 1.0]
+
+    def broken(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> None:
+        raise RuntimeError("out of resource: shared memory")
+
+    monkeypatch.setattr(mt, "launch_into", broken)
+    a2 = randn(200, 32, dtype=torch.float16, seed=10)  # another M bucket: another key, raced anew
+    assert rel_error(_launch(a2, w.t()), matmul_reference(a2, w.t())) < 1e-3
+    assert mm.tuned_config()["kernel_choice"] == "TMA kernel failed: RuntimeError: out of resource: shared memory"
+
+
+def test_only_aligned_prefill_sized_half_precision_gpu_launches_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mt, "tma_unsupported_reason", lambda a, b: None)
+    gpu = SimpleNamespace(type="cuda")
+
+    def args(m: int, dtype: torch.dtype = torch.bfloat16, out: torch.dtype = torch.bfloat16) -> tuple[Any, ...]:
+        a = SimpleNamespace(device=gpu, dtype=dtype)
+        return (a, a, SimpleNamespace(dtype=out), None, None, None, m)
+
+    meta = {"FP8": False, "UPCAST": False}
+    assert mm._tma_candidate(args(65), meta)
+    assert not mm._tma_candidate(args(64), meta)  # decode rows: the skinny tiles
+    assert not mm._tma_candidate(args(4096, out=torch.float32), meta)
+    assert not mm._tma_candidate(args(4096), {**meta, "FP8": True})
+    cpu = (SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype=torch.bfloat16),) * 2
+    assert not mm._tma_candidate((*cpu, *args(4096)[2:]), meta)
+    monkeypatch.setattr(mt, "tma_unsupported_reason", lambda a, b: "unaligned")
+    assert not mm._tma_candidate(args(4096), meta)
