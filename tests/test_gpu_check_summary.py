@@ -65,6 +65,7 @@ def test_targets_from_records() -> None:
     assert t["llama8b_decode_b1_mbu_pct"]["value"] == 83.0
     assert t["llama8b_decode_b1_mbu_pct_eager_graph"]["value"] == 51.0
     assert t["llama8b_prefill_8k_mfu_pct"]["value"] is None  # not measured: None, never 0
+    assert t["llama8b_prefill_8k_mfu_pct_compiled"]["value"] is None
     assert s["wrong_results"] == ["attn-decode/triton"]
 
 
@@ -75,7 +76,7 @@ def test_every_planned_case_names_valid_parameters() -> None:
     cases = gpu_check.plan("bfloat16") + gpu_check.model_plan() + gpu_check.model_tail_plan()
     groups = {group for group, _, _ in cases}
     assert {"copy", "gemm-square", "gemm-llm", "attn-prefill", "attn-decode", "llm-decode", "llm-prefill",
-            "llm-decode-graph"} <= groups
+            "llm-decode-graph", "llm-prefill-compiled"} <= groups
     for _group, name, params in cases:
         resolved = get(name).resolve_params(params)  # raises UsageError on an unknown name or value
         assert all(resolved[k] == v for k, v in params.items())
@@ -88,7 +89,7 @@ def test_headline_targets_run_first() -> None:
     first = {g: groups.index(g) for g in dict.fromkeys(groups)}
     assert first["copy"] == 0  # decode attention is judged against this run's copy bandwidth
     assert first["attn-decode"] < first["llm-decode"] < first["llm-prefill"] < first["gemm-llm"]
-    assert groups[-1] == "llm-decode-graph"
+    assert groups[-2:] == ["llm-decode-graph", "llm-prefill-compiled"]
     assert "llm-decode" not in [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=False)]
 
 
