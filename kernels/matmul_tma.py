@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from aibench.errors import Unsupported
+from aibench.errors import Unsupported, first_line
 from aibench.kernels.matmul import _check_inputs, _m_bucket
 
 try:
@@ -257,7 +257,7 @@ def race(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, pointer: Callable[[]
     try:
         launch_into(a, b, out)  # tunes the TMA configs on this key's first call
     except Exception as exc:  # a config the compiler or the device refuses: keep the pointer kernel
-        return False, f"TMA kernel failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return False, f"TMA kernel failed: {type(exc).__name__}: {first_line(exc)}"
     ref = c.float()
     diff = float((out.float() - ref).norm() / ref.norm().clamp_min(1e-30))
     limit = _AGREE[c.dtype]
