@@ -212,3 +212,31 @@ def test_only_aligned_prefill_sized_half_precision_gpu_launches_race(monkeypatch
     assert not mm._tma_candidate((*cpu, *args(4096)[2:]), meta)
     monkeypatch.setattr(mt, "tma_unsupported_reason", lambda a, b: "unaligned")
     assert not mm._tma_candidate(args(4096), meta)
+
+
+# --- GPU tier (AIBENCH_TEST_GPU=1 on a Hopper GPU) -------------------------------------------------
+
+
+def _hopper() -> bool:
+    return torch.cuda.is_available() and not torch.version.hip and torch.cuda.get_device_capability()[0] >= 9
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("m", "n", "k"), [(512, 768, 1024), (1000, 1024, 1104), (4096, 4096, 4096)])
+@pytest.mark.parametrize("transpose_b", [True, False])
+def test_gpu_tma_kernel_and_the_race(dtype: torch.dtype, m: int, n: int, k: int, transpose_b: bool) -> None:
+    if not _hopper():
+        pytest.skip("TMA needs an NVIDIA GPU of compute capability >= 9.0")
+    g = torch.Generator(device="cuda").manual_seed(m + n + k)
+    a = torch.randn(m, k, device="cuda", generator=g).to(dtype)
+    w = (torch.randn(n, k, device="cuda", generator=g) * k**-0.5).to(dtype)
+    b = w.t() if transpose_b else w.t().contiguous()
+    ref = matmul_reference(a, b, dtype=torch.float32)
+    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    assert rel_error(mt.matmul_tma(a, b), ref.double()) < tol
+    out = mm.matmul(a, b)  # the first launch of this shape races the two kernels
+    assert rel_error(out, ref.double()) < tol
+    config = mm.tuned_config()
+    assert config is not None and config["kernel"] in ("tma", "pointer") and "do_bench medians" in config["kernel_choice"]
+    assert rel_error(mm.matmul(a, b), ref.double()) < tol  # the cached choice
