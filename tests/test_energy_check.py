@@ -1,0 +1,72 @@
+"""scripts/energy_check.py (step 2 of the GPU validation) driven by the stand-in pynvml: every
+figure it reports exists and is right, so a short GPU lease is not lost to a KeyError."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from aibench.telemetry import open_telemetry, write_samples_csv
+
+_root = Path(__file__).parents[1]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+energy_check = _load("energy_check", _root / "scripts" / "energy_check.py")
+fake = _load("aibench_test_fake_pynvml_ec", _root / "tests" / "fixtures" / "telemetry" / "fake_pynvml.py")
+
+
+def test_matmul_window_reports_every_figure(tmp_path: Path) -> None:
+    """The trace's power ramps 100 -> 300 W over 2 s with the counter its exact integral (400 J)."""
+    clock = fake.FakeClock()
+    nvml = fake.make_module(clock)
+    tele = open_telemetry([torch.device("cuda", 0)], nvml=nvml, clock=clock, sleep=clock.advance, inline=True)
+    win = energy_check.matmul_window(tele, lambda: clock.advance(0.1), lambda: None, 2.0, flops_per_call=1e12)
+    assert set(win["window"]) == set(energy_check.WINDOW_KEYS)
+    assert set(win["device"]) == set(energy_check.DEVICE_KEYS)
+    assert all(win["device"][k] is not None for k in ("counter_energy_j", "integrated_energy_j", "n_samples", "name"))
+    w, d = win["window"], win["device"]
+    assert w["method"] == "counter" and w["energy_j"] == pytest.approx(400.0)
+    assert d["integrated_energy_j"] == pytest.approx(d["counter_energy_j"], rel=0.05)  # the issue's 5%
+    assert win["tflops"] == pytest.approx(1e12 * w["calls"] / w["duration_s"] / 1e12)
+    write_samples_csv(tmp_path / "samples.csv", win["samples"])
+    json.dumps({"matmul": win["summary"], "overhead": tele.overhead()}, allow_nan=False)  # what main() writes
+    tele.close()
+
+
+def test_nvml_costs_and_counter_gaps_use_only_real_calls() -> None:
+    clock = fake.FakeClock()
+    nvml = fake.make_module(clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    cost = energy_check.nvml_costs(nvml, handle, repeats=3)
+    assert set(cost) == {"field_instant", "power_usage", "energy", "clock_sm", "reasons", "temp", "util", "meminfo"}
+    assert all(v >= 0 for v in cost.values())
+
+    ticks = iter(i * 0.01 for i in range(1000))
+
+    def polling_clock() -> float:  # every poll 10 ms later; the fake counter follows the fake clock
+        t = next(ticks)
+        clock.now_us = int(t * 1e6)
+        return t
+
+    gaps = energy_check.counter_update_gaps(nvml, handle, seconds=0.5, clock=polling_clock)
+    assert gaps and all(g > 0 for g in gaps)
+
+
+def test_main_without_a_gpu_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: main() would measure")
+    assert energy_check.main(["--seconds", "1", "--out", str(tmp_path)]) == 2
+    assert "no GPU visible" in capsys.readouterr().err
