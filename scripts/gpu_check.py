@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             m = rec["metrics"]
             print(f"{group:13s} {rec['backend']:7s} {rec['status']:8s} "
                   f"{_short(rec['params']):58s} med={_ms(rec):>9s} "
-                  f"TF={m.get('tflops', 0):7.1f} GB/s={m.get('gbps', 0):8.1f} x={m.get('speedup', 0):5.2f}"
+                  f"TF={_num(m, 'tflops', 7, 1)} GB/s={_num(m, 'gbps', 8, 1)} x={_num(m, 'speedup', 5, 2)}"
                   + (f"  [{rec['reason']}]" if rec["reason"] else ""), flush=True)
     summary = summarize(results, device)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _short(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items() if k != "dtype")[:58]
+
+
+def _num(metrics: dict[str, Any], key: str, width: int, digits: int) -> str:
+    """A metric for the console line; "-" when the record has none (never a made-up 0)."""
+    value = metrics.get(key)
+    return f"{value:{width}.{digits}f}" if isinstance(value, (int, float)) else "-".rjust(width)
 
 
 def _ms(rec: dict[str, Any]) -> str:

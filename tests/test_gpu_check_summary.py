@@ -98,3 +98,8 @@ def test_backends_per_group() -> None:
     assert gpu_check.backends_for("gemm-llm", {"m": 64}) == ["torch", "triton"]
     assert gpu_check.backends_for("gemm-llm", {"m": 4096}) is None  # triton.tma too
     assert gpu_check.backends_for("gemm-square", {"m": 8192}) is None
+
+
+def test_console_line_shows_missing_metrics_as_dashes() -> None:
+    assert gpu_check._num({"tflops": 612.345}, "tflops", 7, 1) == "  612.3"
+    assert gpu_check._num({}, "gbps", 8, 1) == "       -"
