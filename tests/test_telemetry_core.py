@@ -153,9 +153,11 @@ def test_sampler_over_its_cpu_budget_stretches_its_interval(
     if capped:
         assert over["interval_s"] == sampler_mod.MAX_INTERVAL_S
     else:
-        # The stretch aims at half the budget: cpu_s / interval ~ 1% (the loop's own cost adds a little).
-        assert 0.03 < over["interval_s"] < sampler_mod.MAX_INTERVAL_S
-        assert cpu_s / over["interval_s"] < sampler_mod.OVERHEAD_BUDGET
+        # The stretch aims at half the budget: the interval grows by share / 1%. (The measured share
+        # depends on how busy this machine is; the rule applied to it does not.)
+        expected = 0.01 * first["cpu_share"] / (sampler_mod.OVERHEAD_BUDGET / 2)
+        assert first["interval_s"] == pytest.approx(min(expected, sampler_mod.MAX_INTERVAL_S))
+        assert 0.01 < over["interval_s"] <= sampler_mod.MAX_INTERVAL_S
 
 
 def test_cheap_sampler_keeps_its_interval() -> None:
