@@ -210,7 +210,7 @@ class Attention(nn.Module):
             # Decode: fold the query heads of a group together, so K/V are read once, never copied.
             qg = q.reshape(B, self.n_kv_head, group, D)  # [B, Hkv, G, D]
             scores = (qg @ kc.transpose(-1, -2)) * self.scale  # [B, Hkv, G, L]
-            scores = scores.float().masked_fill(~cache.mask, float("-inf"))
+            scores = torch.where(cache.mask, scores.float(), float("-inf"))  # one kernel, not ~mask + fill
             y = scores.softmax(dim=-1).to(q.dtype) @ vc  # [B, Hkv, G, D]
             return y.reshape(B, self.n_head, 1, D)
         kc, vc = kc.repeat_interleave(group, dim=1), vc.repeat_interleave(group, dim=1)
