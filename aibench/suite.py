@@ -251,7 +251,8 @@ def _plan_entry(entry: Entry, mode: str, ctx: PlanContext) -> list[PlannedCase]:
     run = entry.expansion(mode)
 
     def skip(reason: str) -> list[PlannedCase]:
-        return [PlannedCase(entry.id, entry.id, entry.workload, dict(run.params), run.backends, reason)]
+        return [PlannedCase(entry.id, entry.id, entry.workload, dict(run.params), run.backends, reason,
+                            timer=dict(entry.timer))]
 
     if run.skip:
         return skip(f"not part of the {mode} run (the entry sets {mode}.skip = true)")

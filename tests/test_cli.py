@@ -132,3 +132,19 @@ def test_subprocess_smoke_suite_end_to_end(tmp_path: Path) -> None:
     assert len(ok) >= 10 and len(ok) + len(skipped) == len(records), [r["reason"] for r in records]
     assert all(r["reason"] for r in skipped)  # e.g. SDPA's flash backend on a CPU: said why
     assert str(run) in done.stdout
+
+
+def test_suite_plan_lists_cases_and_runs_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    from aibench.suite import PlanContext, load_suite
+
+    out = tmp_path / "runs"
+    result = runner.invoke(cli, ["suite", "gigafactory", "--plan", "--device", "cpu", "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    expected = load_suite("gigafactory").plan("preview", PlanContext())
+    assert plan["mode"] == "preview" and [c["case"] for c in plan["cases"]] == [c.case_id for c in expected]
+    decode = next(c for c in plan["cases"] if c["entry"] == "attention-decode-llama3-8b")
+    assert decode["timer"] == {"cuda_graph": True} and decode["skip_reason"] is None
+    assert not out.exists()  # a plan measures nothing and writes nothing
+    table = runner.invoke(cli, ["suite", "gigafactory", "--plan", "--device", "cpu"])
+    assert table.exit_code == 0 and "nothing was run" in table.output and "needs 2 GPUs" in table.output

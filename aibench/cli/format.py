@@ -1,4 +1,4 @@
-"""Rich tables of records: what a person reads at the end of a run."""
+"""Rich tables of records (what a person reads at the end of a run) and of a suite's plan."""
 
 from __future__ import annotations
 
@@ -67,4 +67,20 @@ def records_table(records: list[dict[str, Any]], title: str = "results") -> Tabl
         cells = [fmt.format(metrics[key]) if key in metrics else "-" for key, _, fmt in present]
         label = rec.get("entry") or rec["workload"] + " " + ",".join(f"{k}={v}" for k, v in rec["params"].items())
         table.add_row(label, rec["backend"], status_cell, median, noise, *cells, _energy(rec))
+    return table
+
+
+def plan_table(rows: list[dict[str, Any]], title: str = "plan") -> Table:
+    """One row per planned case: its backends, an entry's own timing mode, or why it is skipped."""
+    table = Table(title=title)
+    table.add_column("case", overflow="fold")
+    table.add_column("workload")
+    table.add_column("backends")
+    table.add_column("timing")
+    table.add_column("skipped because", overflow="fold")
+    for r in rows:
+        backends = r["backends"] if isinstance(r["backends"], str) else ", ".join(r["backends"])
+        timing = ", ".join(f"{k}={v}" for k, v in r["timer"].items()) or "suite rules"
+        skip = r["skip_reason"]
+        table.add_row(r["case"], r["workload"], backends, timing, f"[yellow]{skip}[/yellow]" if skip else "")
     return table

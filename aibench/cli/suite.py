@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import (
@@ -15,6 +16,9 @@ from rich.progress import (
 )
 
 from aibench.cli.common import console, device_option, err_console
+
+if TYPE_CHECKING:
+    from aibench.suite import Suite
 
 
 @click.command("suite")
@@ -29,8 +33,10 @@ from aibench.cli.common import console, device_option, err_console
               default=None, help="System description (TOML or JSON, MLPerf field names).")
 @click.option("--telemetry/--no-telemetry", default=True, show_default=True,
               help="Sample power, clocks and energy while measuring.")
+@click.option("--plan", "plan_only", is_flag=True, help="List the cases this run would measure, then stop.")
+@click.option("--json", "json_", is_flag=True, help="With --plan: print the plan as JSON.")
 def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resume: Path | None,
-                  system_file: Path | None, telemetry: bool) -> None:
+                  system_file: Path | None, telemetry: bool, plan_only: bool, json_: bool) -> None:
     """Run a benchmark suite (gigafactory, ci, smoke, or your own TOML file).
 
     \b
@@ -38,6 +44,7 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
       aibench suite gigafactory --system system.toml
       aibench suite smoke --device cpu
       aibench suite gigafactory --resume results/20261127-101500-gigafactory-3fa2c1
+      aibench suite gigafactory --quick --plan
     """
     from aibench import suite_run
     from aibench.session import Session
@@ -45,6 +52,9 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
     from aibench.system import build_system_description
 
     suite = load_suite(suite_ref)
+    if plan_only:
+        _print_plan(suite, device_spec, quick, json_)
+        return
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         mode = suite_run.suite_mode(session, quick)
@@ -89,3 +99,26 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     console.print(f"run directory: {run.path}", soft_wrap=True)
+
+
+def _print_plan(suite: Suite, device_spec: str, quick: bool, json_: bool) -> None:
+    """The planned cases for this machine: what runs, with which backends and timing, what is skipped."""
+    import json
+
+    from aibench import devices
+    from aibench.cli.format import plan_table
+    from aibench.suite import PlanContext
+
+    device = devices.resolve(device_spec)
+    mode = "preview" if device.type == "cpu" else ("quick" if quick else "full")
+    cases = suite.plan(mode, PlanContext.detect() if device.type == "cuda" else PlanContext())
+    rows = [{"entry": c.entry_id, "case": c.case_id, "workload": c.workload,
+             "backends": list(c.backends) if c.backends else "all", "timer": dict(c.timer),
+             "skip_reason": c.skip_reason} for c in cases]
+    if json_:
+        console.print_json(json.dumps({"suite": suite.name, "version": suite.version, "mode": mode,
+                                       "device": str(device), "cases": rows}))
+        return
+    console.print(plan_table(rows, title=f"{suite.name} {suite.version} ({mode}) on {device}: plan"))
+    runs = sum(1 for r in rows if r["skip_reason"] is None)
+    console.print(f"{runs} case(s) to measure, {len(rows) - runs} skipped; nothing was run")
