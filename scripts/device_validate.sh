@@ -62,6 +62,7 @@ cp /tmp/energy/summary.json "$OUT/energy.json" 2>/dev/null
 
 step "suite gigafactory --quick"
 python3 -m aibench bundle keygen /tmp/ref.key --force >>"$LOG" 2>&1
+python3 -m aibench suite gigafactory --quick --plan >>"$LOG" 2>&1
 timeout 240 python3 -m aibench suite gigafactory --quick --out /tmp/runs >>"$LOG" 2>&1
 pack
 step "done"
