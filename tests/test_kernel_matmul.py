@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from matmul_helpers import randn, rel_error
 
 from aibench.errors import Unsupported
 from aibench.kernels.matmul import matmul, matmul_bytes, matmul_flops, matmul_reference
@@ -20,16 +21,6 @@ from aibench.kernels.matmul import matmul, matmul_bytes, matmul_flops, matmul_re
 matmul_module = importlib.import_module("aibench.kernels.matmul")
 
 pytestmark = pytest.mark.skipif(not matmul_module.HAS_TRITON, reason="triton is not installed")
-
-
-def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    diff = out.double() - ref.double()
-    return float(torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(ref.double()))
-
-
-def randn(*shape: int, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0) -> torch.Tensor:
-    g = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(*shape, generator=g, device=device, dtype=torch.float32).to(dtype)
 
 
 # --- results (CPU interpreter) ----------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from matmul_helpers import randn, rel_error
 
 from aibench.kernels.matmul import matmul_reference
 from aibench.kernels.splitk import splitk_reduce, splitk_workspace
@@ -23,18 +24,6 @@ pytestmark = pytest.mark.skipif(not mm.HAS_TRITON, reason="triton is not install
 
 H200_SMS = 132
 H100_SMEM = 232448  # bytes of shared memory one block may opt in to on an H100/H200
-
-
-def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    diff = out.double() - ref.double()
-    return float(torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(ref.double()))
-
-
-def randn(
-    *shape: int, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
-) -> torch.Tensor:
-    g = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(*shape, generator=g, device=device, dtype=torch.float32).to(dtype)
 
 
 def tile(block_m: int, block_n: int, block_k: int, split: int, **options: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from matmul_helpers import randn, rel_error
 
 from aibench.errors import Unsupported
 from aibench.kernels.matmul import matmul_reference
@@ -21,15 +22,6 @@ from aibench.kernels.matmul import matmul_reference
 mt = importlib.import_module("aibench.kernels.matmul_tma")
 
 pytestmark = pytest.mark.skipif(not mt.HAS_TMA, reason="this triton has no host-side tensor descriptors")
-
-
-def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((out.double() - ref).norm() / ref.norm())
-
-
-def randn(*shape: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g).to(dtype)
 
 
 # (M, N, K): K and N multiples of 8 (16-byte rows in 2-byte types); M anything. The interpreter's
