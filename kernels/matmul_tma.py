@@ -22,15 +22,13 @@ one small config without tuning.
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from aibench.errors import Unsupported, first_line
-from aibench.kernels.matmul import _check_inputs, _m_bucket
+from aibench.kernels.matmul import _check_inputs, _interpreting, _m_bucket, _max_shared_memory, _num_sms
 
 try:
     import triton
@@ -83,17 +81,9 @@ def _configs() -> list[Any]:
     ]
 
 
-@functools.cache
-def _smem_limit(device_index: int) -> int | None:
-    try:
-        return int(triton.runtime.driver.active.utils.get_device_properties(device_index)["max_shared_mem"])
-    except Exception:  # unknown: let the compiler reject what does not fit
-        return None
-
-
 def _fits(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]:
     """Drop configs whose A/B stages and C tile exceed the device's shared memory."""
-    smem = _smem_limit(named_args["a_desc"].base.device.index or 0)
+    smem = _max_shared_memory(named_args["a_desc"].base.device.index or 0)
     if smem is None:
         return configs
 
@@ -162,10 +152,6 @@ if HAS_TMA:
 # ---------------------------------------------------------------------------------------------
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _aligned(t: torch.Tensor, row_stride: int) -> bool:
     return t.data_ptr() % _ALIGN == 0 and (row_stride * t.element_size()) % _ALIGN == 0
 
@@ -201,7 +187,8 @@ def tma_unsupported_reason(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dt
 def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
         return 4  # the interpreter: a few persistent programs, each walking several tiles
-    return torch.cuda.get_device_properties(device).multi_processor_count
+    # matmul's cached driver query (one per device, not per launch); torch's when it has none
+    return _num_sms(device.index or 0) or torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def matmul_tma(a: torch.Tensor, b: torch.Tensor, *, out_dtype: torch.dtype | None = None) -> torch.Tensor:

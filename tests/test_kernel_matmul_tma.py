@@ -79,14 +79,14 @@ def test_pre_hook_sets_tile_shapes_for_each_layout() -> None:
 def test_configs_are_pruned_by_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = mt._configs()
     args = {"a_desc": SimpleNamespace(base=torch.empty(1))}
-    monkeypatch.setattr(mt, "_smem_limit", lambda index: 232448)  # H100/H200: 227 KB per block
+    monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 232448)  # H100/H200: 227 KB per block
     kept = mt._fits(configs, args)
     # 128x256x64 with 3 stages: 2 * (3 * 384 * 64 + 128 * 256) = 212992 bytes: fits.
     assert len(kept) == len(configs)
-    monkeypatch.setattr(mt, "_smem_limit", lambda index: 200_000)
+    monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 200_000)
     assert {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in mt._fits(configs, args)} == {
         (128, 128), (128, 64), (64, 128)}
-    monkeypatch.setattr(mt, "_smem_limit", lambda index: 1000)  # nothing fits: the smallest, to fail loudly
+    monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 1000)  # nothing fits: the smallest, to fail loudly
     (smallest,) = mt._fits(configs, args)
     assert (smallest.kwargs["BLOCK_M"], smallest.kwargs["BLOCK_N"]) in {(128, 64), (64, 128)}
 
