@@ -175,6 +175,12 @@ def _speedups(results: list[dict[str, Any]], group: str, pred: Any = lambda r: T
             and "speedup" in r["metrics"] and pred(r)]
 
 
+def _square_speedups(results: list[dict[str, Any]], backend: str) -> dict[int, float | None]:
+    """Size of the square GEMM -> speedup of `backend` over cuBLAS."""
+    return {r["params"]["m"]: r["metrics"].get("speedup") for r in results
+            if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == backend}
+
+
 def _vs_backend(results: list[dict[str, Any]], group: str, reference: str) -> list[float]:
     """reference median / triton median for each parameter set both timed (> 1: triton faster)."""
     medians: dict[tuple[str, str], float] = {}
@@ -191,10 +197,7 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
     decode = [r for r in results if r["details"].get("gpu_check_group") == "attn-decode"
               and r["backend"] == "triton" and r["status"] == "ok"]
     decode_frac = [r["metrics"]["gbps"] / copy_gbps for r in decode] if copy_gbps else []
-    square = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
-              if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton"}
-    square_tma = {r["params"]["m"]: r["metrics"].get("speedup") for r in results
-                  if r["details"].get("gpu_check_group") == "gemm-square" and r["backend"] == "triton.tma"}
+    square, square_tma = _square_speedups(results, "triton"), _square_speedups(results, "triton.tma")
     llm_tma = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] > DECODE_MAX_M, backend="triton.tma")
     llm = _speedups(results, "gemm-llm")
     llm_prefill = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] > DECODE_MAX_M)
