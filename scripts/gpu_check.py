@@ -11,9 +11,10 @@ LLM shape sets, then prints the targets of the kernels issue:
 and, with --models, the full-model targets of the models issue:
 
   - llama-3.1-8b bf16 decode at batch 1 >= 80% MBU with CUDA graphs: torch.compile's
-    reduce-overhead mode (Inductor fuses the ~50 small kernels a layer runs eagerly, then replays
-    CUDA graphs), as gpt-fast measures it; the eager kernels replayed as one graph are measured
-    too, last, as information (their ~1500 tiny kernels a token cost about as much as the weights)
+    reduce-overhead mode, as gpt-fast measures it: Inductor fuses the ~50 small kernels a layer
+    runs eagerly (counted on the tiny config's CPU profile), then replays CUDA graphs. The eager
+    kernels replayed as one graph are measured too, last, as information (~1500 tiny kernels a
+    token at 8B, estimated to cost about as much GPU time as reading the weights).
   - llama-3.1-8b bf16 prefill >= 60% MFU at 8k tokens
 
     python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--dtype bfloat16] [--models]
@@ -72,7 +73,7 @@ def model_plan() -> list[tuple[str, str, dict[str, Any]]]:
 def model_tail_plan() -> list[tuple[str, str, dict[str, Any]]]:
     """Informational, after the kernels, if the budget allows: decode without compile (its eager
     kernels as one graph), and prefill with compile (Inductor fuses the norms, RoPE and SwiGLU
-    elementwise passes that eager prefill spends ~10% of its time on)."""
+    elementwise passes on which eager prefill spends an estimated ~10% of its time)."""
     return [("llm-decode-graph", "llm.decode", {**_LLAMA_8B, "batch": 1, "context_len": 2048, "new_tokens": 1}),
             ("llm-prefill-compiled", "llm.prefill", {**_LLAMA_8B, "batch": 1, "prompt_len": 8192, "compile": True})]
 
