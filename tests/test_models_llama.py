@@ -169,8 +169,9 @@ def test_forward_shapes_and_dtypes(dtype: torch.dtype) -> None:
         ModelArgs.from_name("tiny"),
         ModelArgs.from_name("tiny-moe"),
         ModelArgs.from_name("tiny", qkv_bias=True, tie_embeddings=True, n_kv_head=1, rope_scaling=None),
+        ModelArgs.from_name("tiny", sliding_window=5),
     ],
-    ids=["tiny", "tiny-moe", "bias-tied-mqa"],
+    ids=["tiny", "tiny-moe", "bias-tied-mqa", "sliding-window"],
 )
 def test_forward_matches_fp64_reference(args: ModelArgs) -> None:
     model = random_model(args, seed=2)
@@ -315,6 +316,29 @@ def test_routing_record_and_replay() -> None:
 
 
 # --- Triton backend -------------------------------------------------------------------------------------
+
+
+def test_sliding_window_through_the_cache_and_the_triton_refusal() -> None:
+    window = 6
+    model = random_model(ModelArgs.from_name("tiny", sliding_window=window), seed=4)
+    tokens = torch.randint(0, 512, (2, 15))
+    full = model(tokens)  # [2, 15, V], masked beyond the window
+    unwindowed = random_model(ModelArgs.from_name("tiny"), seed=4)(tokens)
+    assert torch.equal(full[:, :window], unwindowed[:, :window])  # within the window: the same model
+    assert not torch.allclose(full[:, window:], unwindowed[:, window:], atol=1e-3)
+    model.setup_cache(max_batch=2, max_seq=16)
+    out = [model(tokens[:, :4], input_pos=torch.arange(4).expand(2, 4))]
+    out += [model(tokens[:, t : t + 1], input_pos=torch.full((2, 1), t)) for t in range(4, 15)]
+    torch.testing.assert_close(torch.cat(out, dim=1), full, atol=1e-5, rtol=1e-5)
+    model.set_backends(attn="triton")
+    with pytest.raises(ValueError, match="no sliding window: 15 keys exceed the model's window of 6"):
+        model(tokens)
+    model.setup_cache(max_batch=2, max_seq=16)
+    model(tokens[:, :window], input_pos=torch.arange(window).expand(2, window))  # within it: allowed
+    with pytest.raises(ValueError, match="no sliding window: 7 keys"):
+        model(tokens[:, window : window + 1], input_pos=torch.full((2, 1), window))
+    with pytest.raises(ValueError, match="sliding_window must be > 0"):
+        ModelArgs.from_name("tiny", sliding_window=0)
 
 
 @pytest.mark.skipif(not _has_triton_kernels(), reason="aibench.kernels.attention/matmul not importable yet")

@@ -63,7 +63,9 @@ class ModelArgs:
     tie_embeddings: bool = False  # lm_head shares the embedding table
     n_expert: int = 0  # 0 -> dense SwiGLU MLP; > 0 -> Mixtral-style mixture of experts
     n_expert_per_tok: int = 2
-    sliding_window: int | None = None  # recorded, not applied: exact only up to this many tokens
+    # Mistral's sliding window: a query sees only the last `sliding_window` keys, itself included
+    # (HF: kv_idx > q_idx - sliding_window). Masked on the torch backend; the Triton kernels refuse.
+    sliding_window: int | None = None
     attn_backend: str = "torch"
     matmul_backend: str = "torch"
     name: str = ""
@@ -93,6 +95,8 @@ class ModelArgs:
             )
         if self.norm_eps <= 0 or self.rope_base <= 0 or self.block_size <= 0:
             raise ValueError("ModelArgs: norm_eps, rope_base and block_size must be > 0")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"ModelArgs.sliding_window must be > 0 or None, got {self.sliding_window}")
         for field_name in ("attn_backend", "matmul_backend"):
             if getattr(self, field_name) not in BACKENDS:
                 raise ValueError(

@@ -110,6 +110,21 @@ def apply_rotary_emb(x: Tensor, freqs_cis: Tensor) -> Tensor:
 # --- Blocks -----------------------------------------------------------------------------------
 
 
+def visible_keys(query_pos: Tensor, key_pos: Tensor, window: int | None) -> Tensor:
+    """Which keys each query sees [..., Sq, L]: causal, and with a sliding window only the last
+    `window` positions, itself included (HF's masking_utils: kv_idx > q_idx - sliding_window)."""
+    seen = key_pos <= query_pos[..., None]
+    if window is not None:
+        seen = seen & (key_pos > query_pos[..., None] - window)
+    return seen
+
+
+def _refuse_window(backend: str, keys: int, window: int | None) -> None:
+    if backend == "triton" and window is not None and keys > window:
+        raise ValueError(f"the triton attention backend has no sliding window: {keys} keys exceed the "
+                         f"model's window of {window}; use the torch backend or a shorter sequence")
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -175,6 +190,7 @@ class Attention(nn.Module):
         self.wo = Linear(args.n_head * args.head_dim, args.dim, bias=False, backend=args.matmul_backend)
         self.kv_cache: KVCache | None = None
         self.backend = args.attn_backend
+        self.window = args.sliding_window
         self.scale = 1.0 / math.sqrt(args.head_dim)
 
     def forward(self, x: Tensor, freqs_cis: Tensor, cache: CacheView | None) -> Tensor:
@@ -194,11 +210,17 @@ class Attention(nn.Module):
         return self.wo(y.transpose(1, 2).reshape(B, S, self.n_head * self.head_dim))
 
     def _causal(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        S = q.shape[2]
+        _refuse_window(self.backend, S, self.window)
         if self.backend == "triton":
             return _kernel("attention")(q, k, v, causal=True, scale=self.scale)  # any strides
         group = self.n_head // self.n_kv_head
         # Repeat K/V rather than SDPA's enable_gqa: keeps the fused (flash) kernels eligible.
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        if self.window is not None and self.window < S:
+            pos = torch.arange(S, device=q.device)
+            mask = visible_keys(pos, pos, self.window)  # [S, S]
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
 
     def _cached_torch(self, q: Tensor, cache: CacheView) -> Tensor:
@@ -404,9 +426,11 @@ class Transformer(nn.Module):
         rows = slots if slots is not None else torch.arange(B, device=input_pos.device)
         if self.args.attn_backend == "triton":
             spans = _spans(input_pos, rows, self.max_batch, self.max_seq)
+            _refuse_window("triton", max(sp.end for sp in spans), self.args.sliding_window)
             return CacheView(input_pos, rows[:, None], slots, None, spans)
         key_pos = torch.arange(self.max_seq, device=input_pos.device)
-        mask = (key_pos <= input_pos[..., None]).unsqueeze(1)  # [B, 1, S, L]: no key beyond its row
+        # [B, 1, S, L]: no key beyond its row (nor, with a window, too far behind it)
+        mask = visible_keys(input_pos, key_pos, self.args.sliding_window).unsqueeze(1)
         return CacheView(input_pos, rows[:, None], slots, mask, None)
 
 

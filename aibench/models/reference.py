@@ -70,7 +70,10 @@ def reference_logits(model: Transformer, tokens: Tensor, positions: Tensor | lis
     x = model.tok_embeddings.weight[tokens].to(dtype)  # [B, S, dim]
     fc = precompute_freqs_cis(a, S, tokens.device).to(dtype)  # the model's own fp32 angles
     cos, sin = fc[None, :, None, 0], fc[None, :, None, 1]  # [1, S, 1, D]
-    causal = torch.ones(S, S, dtype=torch.bool, device=tokens.device).tril()
+    ones = torch.ones(S, S, dtype=torch.bool, device=tokens.device)
+    causal = ones.tril()  # [S, S] key t visible to query s
+    if a.sliding_window is not None:  # not the keys t <= s - window (Mistral's window)
+        causal &= ~ones.tril(-a.sliding_window)
 
     def rope(t: Tensor) -> Tensor:
         t1, t2 = t.chunk(2, dim=-1)
