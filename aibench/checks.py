@@ -23,6 +23,7 @@ REL_TOLERANCE: dict[str, float] = {
     "float16": 5e-3,
     "bfloat16": 3e-2,
     "float8_e4m3fn": 1e-1,
+    "float8_e4m3fnuz": 1e-1,  # the same 3-bit mantissa (bias 8 instead of 7)
 }
 
 

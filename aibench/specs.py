@@ -24,7 +24,8 @@ class DeviceSpec:
     pattern: str = ""
 
     def peak_for(self, dtype: str) -> float | None:
-        return self.peak_tflops.get(dtype)
+        # The datasheets' fp8 column is per chip: one rate whichever e4m3 encoding the chip takes.
+        return self.peak_tflops.get("float8_e4m3fn" if dtype.startswith("float8_e4m3") else dtype)
 
     def as_dict(self) -> dict[str, object]:
         return {

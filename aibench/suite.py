@@ -200,14 +200,12 @@ class PlanContext:
         """From torch: visible GPUs, and fp8 tensor cores (NVIDIA sm_89+, AMD gfx94x/gfx95x)."""
         import torch
 
+        from aibench.kernels.matmul import native_fp8_dtype
+
         if not torch.cuda.is_available():
             return cls()
-        count = torch.cuda.device_count()
-        props = torch.cuda.get_device_properties(0)
-        arch = getattr(props, "gcnArchName", "") or ""
-        fp8 = arch.startswith(("gfx94", "gfx95")) if getattr(torch.version, "hip", None) else (
-            (props.major, props.minor) >= (8, 9))
-        return cls(gpus=count, fp8=fp8, is_gpu=True)
+        fp8 = native_fp8_dtype(torch.device("cuda", 0)) is not None
+        return cls(gpus=torch.cuda.device_count(), fp8=fp8, is_gpu=True)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ bit for bit. `_split_ok` offers splits only where the unsplit grid leaves SMs id
 autotuner times kernel + reduce together (its post_hook launches the reduce).
 
 Dtypes: fp16 and bf16 (fp32 accumulate, output in the input dtype), fp32 (exact IEEE unless
-`allow_tf32`), fp8 e4m3 with per-tensor scales (NVIDIA compute capability >= 8.9 only).
+`allow_tf32`), fp8 e4m3 with per-tensor scales on GPUs whose MMA takes it: OCP e4m3fn on NVIDIA
+compute capability >= 8.9 and AMD gfx950 (MI350), e4m3fnuz on AMD gfx942 (MI300).
 
 On a CPU this runs in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported).
 The interpreter multiplies bf16 bit patterns as integers in `tl.dot`
@@ -53,7 +54,10 @@ try:
 except Exception:  # not installed (non-Linux), or a broken install: the formulas still work
     HAS_TRITON = False
 
-_IN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float8_e4m3fn)
+# fp8 e4m3 comes in two encodings: OCP e4m3fn (bias 7, max 448: NVIDIA sm_89+, AMD gfx950) and
+# e4m3fnuz (bias 8, no -0 or inf, max 240: AMD gfx940-942, MI300). Each GPU's MMA takes one.
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e4m3fnuz)
+_IN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, *FP8_DTYPES)
 _OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _INT32_LIMIT = 2**31  # element offsets at or past this overflow Triton's default int32 indices
 
@@ -342,16 +346,35 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def fp8_unsupported_reason(device: torch.device) -> str | None:
-    """Why fp8 e4m3 (OCP e4m3fn) matmuls cannot run on `device`, or None when they can."""
-    if device.type != "cuda" or getattr(torch.version, "hip", None):
-        return f"fp8 e4m3 matmul needs an NVIDIA GPU of compute capability >= 8.9; got device {device}"
-    major, minor = torch.cuda.get_device_capability(device)
-    if (major, minor) < (8, 9):
-        return (
-            f"fp8 e4m3 matmul needs compute capability >= 8.9 (Ada, Hopper or newer); "
-            f"{torch.cuda.get_device_name(device)} has {major}.{minor}"
-        )
+def native_fp8_dtype(device: torch.device) -> torch.dtype | None:
+    """The fp8 e4m3 encoding `device`'s matrix units multiply, or None without fp8 MMA."""
+    if device.type != "cuda":
+        return None
+    if getattr(torch.version, "hip", None):
+        arch = getattr(torch.cuda.get_device_properties(device), "gcnArchName", "") or ""
+        if arch.startswith("gfx94"):  # CDNA3, MI300: its own variant, not the OCP one
+            return torch.float8_e4m3fnuz
+        return torch.float8_e4m3fn if arch.startswith("gfx95") else None  # CDNA4, MI350: OCP
+    return torch.float8_e4m3fn if torch.cuda.get_device_capability(device) >= (8, 9) else None
+
+
+def fp8_unsupported_reason(device: torch.device, dtype: torch.dtype = torch.float8_e4m3fn) -> str | None:
+    """Why fp8 matmuls in `dtype` cannot run on `device`, or None when they can."""
+    name = str(dtype).replace("torch.", "")
+    native = native_fp8_dtype(device)
+    if native is None:
+        if device.type != "cuda":
+            return (f"fp8 e4m3 matmul needs an NVIDIA GPU of compute capability >= 8.9 or an AMD "
+                    f"MI300/MI350; got device {device}")
+        if getattr(torch.version, "hip", None):
+            arch = getattr(torch.cuda.get_device_properties(device), "gcnArchName", "?")
+            return f"fp8 e4m3 matmul needs AMD gfx942 (MI300) or gfx950 (MI350); this GPU is {arch}"
+        major, minor = torch.cuda.get_device_capability(device)
+        return (f"fp8 e4m3 matmul needs compute capability >= 8.9 (Ada, Hopper or newer); "
+                f"{torch.cuda.get_device_name(device)} has {major}.{minor}")
+    if dtype != native:
+        native_name = str(native).replace("torch.", "")
+        return f"{torch.cuda.get_device_name(device)} multiplies fp8 e4m3 as {native_name}, not {name}"
     return None
 
 
@@ -398,7 +421,7 @@ def _check_inputs(
         )
     if out_dtype is not None and out_dtype not in _OUT_DTYPES:
         raise TypeError(f"matmul: out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
-    if a.dtype == torch.float8_e4m3fn:
+    if a.dtype in FP8_DTYPES:
         if a_scale is None or b_scale is None:
             raise ValueError("matmul: fp8 inputs need per-tensor scales a_scale and b_scale (float32 tensors)")
         return out_dtype or torch.bfloat16
@@ -429,7 +452,7 @@ def _launch_args(
     until a launch that splits K swaps in a real one (`_with_workspace`).
     """
     (m, k), n = a.shape, b.shape[1]
-    fp8 = a.dtype == torch.float8_e4m3fn
+    fp8 = a.dtype in FP8_DTYPES
     if a.dtype == torch.float32 or upcast:
         precision = "tf32" if allow_tf32 and not upcast else "ieee"
     else:
@@ -490,9 +513,9 @@ def matmul(
     interpreting = _interpreting()
     if a.device.type == "cpu" and not interpreting:
         raise Unsupported("Triton on CPU tensors needs TRITON_INTERPRET=1 set before triton is imported")
-    fp8 = a.dtype == torch.float8_e4m3fn
+    fp8 = a.dtype in FP8_DTYPES
     if fp8:
-        reason = fp8_unsupported_reason(a.device)
+        reason = fp8_unsupported_reason(a.device, a.dtype)
         if reason is not None:
             raise Unsupported(reason)
         a_scale = _check_scale("a_scale", a_scale, a.device)

@@ -7,6 +7,7 @@ so shapes stay small. The `gpu` tests run the compiled kernel (AIBENCH_TEST_GPU=
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,57 @@ def test_fp8_needs_a_capable_gpu() -> None:
     one = torch.ones((), dtype=torch.float32)
     with pytest.raises(Unsupported, match=r"compute capability >= 8\.9"):
         matmul(a, b, a_scale=one, b_scale=one)
+
+
+class _FakeGpu:
+    """torch.cuda's answers for one GPU, NVIDIA (capability) or AMD (gcnArchName)."""
+
+    def __init__(self, name: str, capability: tuple[int, int] = (9, 0), arch: str | None = None) -> None:
+        self.name, self.capability, self.arch = name, capability, arch
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(torch.version, "hip", "6.4" if self.arch else None)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: self.capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: self.name)
+        props = type("Props", (), {"gcnArchName": self.arch or ""})()
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+
+
+FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
+
+
+@pytest.mark.parametrize(
+    ("gpu", "native", "fn_reason", "fnuz_reason"),
+    [
+        (_FakeGpu("NVIDIA H100 80GB HBM3", (9, 0)), FN, None, "multiplies fp8 e4m3 as float8_e4m3fn, not float8_e4m3fnuz"),
+        (_FakeGpu("NVIDIA L40S", (8, 9)), FN, None, "as float8_e4m3fn, not float8_e4m3fnuz"),
+        (_FakeGpu("NVIDIA A100-SXM4-80GB", (8, 0)), None, "A100-SXM4-80GB has 8.0", "has 8.0"),
+        (_FakeGpu("AMD Instinct MI300X", arch="gfx942:sramecc+:xnack-"), FNUZ,
+         "MI300X multiplies fp8 e4m3 as float8_e4m3fnuz, not float8_e4m3fn", None),
+        (_FakeGpu("AMD Instinct MI355X", arch="gfx950:sramecc+:xnack-"), FN, None, "as float8_e4m3fn, not"),
+        (_FakeGpu("AMD Instinct MI250X", arch="gfx90a:sramecc+:xnack-"), None,
+         "needs AMD gfx942 [(]MI300[)] or gfx950 [(]MI350[)]; this GPU is gfx90a", "this GPU is gfx90a"),
+    ],
+    ids=["h100", "l40s", "a100", "mi300x", "mi355x", "mi250x"],
+)
+def test_fp8_encoding_per_gpu(monkeypatch: pytest.MonkeyPatch, gpu: _FakeGpu, native: torch.dtype | None,
+                              fn_reason: str | None, fnuz_reason: str | None) -> None:
+    gpu.install(monkeypatch)
+    cuda = torch.device("cuda")
+    assert matmul_module.native_fp8_dtype(cuda) == native
+    for dtype, expected in ((FN, fn_reason), (FNUZ, fnuz_reason)):
+        reason = matmul_module.fp8_unsupported_reason(cuda, dtype)
+        assert (reason is None) == (expected is None), reason
+        if expected is not None:
+            assert reason is not None
+            assert re.search(expected, reason), reason
+
+
+def test_fp8_encodings_are_refused_on_the_cpu_with_the_reason() -> None:
+    for dtype in (FN, FNUZ):
+        assert matmul_module.native_fp8_dtype(torch.device("cpu")) is None
+        reason = matmul_module.fp8_unsupported_reason(torch.device("cpu"), dtype)
+        assert reason is not None and "AMD MI300/MI350; got device cpu" in reason
 
 
 def test_reference_applies_fp8_scales() -> None:
@@ -265,14 +317,21 @@ def test_gpu_fp32(allow_tf32: bool) -> None:
     assert err < (5e-3 if allow_tf32 else 1e-5)
 
 
+def _gpu_fp8() -> torch.dtype:
+    """The e4m3 encoding this GPU multiplies (e4m3fnuz on an MI300), or skip."""
+    native = matmul_module.native_fp8_dtype(torch.device("cuda"))
+    if native is None:
+        pytest.skip("this GPU has no fp8")
+    return native
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(("m", "n", "k"), [(1, 1024, 2048), (64, 512, 256), (1000, 1024, 1000), (2048, 2048, 2048)])
 @pytest.mark.parametrize("transpose_b", [True, False])
 def test_gpu_fp8_with_scales(m: int, n: int, k: int, transpose_b: bool) -> None:
-    if matmul_module.fp8_unsupported_reason(torch.device("cuda")):
-        pytest.skip("this GPU has no fp8")
-    a = randn(m, k, device="cuda").to(torch.float8_e4m3fn)
-    w = randn(n, k, device="cuda").to(torch.float8_e4m3fn)
+    fp8 = _gpu_fp8()
+    a = randn(m, k, device="cuda").to(fp8)
+    w = randn(n, k, device="cuda").to(fp8)
     b = w.t() if transpose_b else w.t().contiguous()
     sa = torch.tensor(0.25, device="cuda")
     sb = torch.tensor(0.5, device="cuda")
@@ -283,10 +342,9 @@ def test_gpu_fp8_with_scales(m: int, n: int, k: int, transpose_b: bool) -> None:
 
 @pytest.mark.gpu
 def test_gpu_fp8_fast_accumulation() -> None:
-    if matmul_module.fp8_unsupported_reason(torch.device("cuda")):
-        pytest.skip("this GPU has no fp8")
-    a = randn(512, 2048, device="cuda", seed=1).to(torch.float8_e4m3fn)
-    b = randn(768, 2048, device="cuda", seed=2).to(torch.float8_e4m3fn).t()
+    fp8 = _gpu_fp8()
+    a = randn(512, 2048, device="cuda", seed=1).to(fp8)
+    b = randn(768, 2048, device="cuda", seed=2).to(fp8).t()
     one = torch.tensor(1.0, device="cuda")
     out = matmul(a, b, a_scale=one, b_scale=one, fp8_fast_accum=True)
     # Reduced-precision accumulation: a looser bound than the precise path's.

@@ -47,7 +47,7 @@ def launch(
 ) -> torch.Tensor:
     """C = a @ b through `_launch_config` with `config` (the one launch path for a given config)."""
     if c is None:
-        c_dtype = out_dtype or (torch.bfloat16 if a.dtype == torch.float8_e4m3fn else a.dtype)
+        c_dtype = out_dtype or (torch.bfloat16 if a.dtype in mm.FP8_DTYPES else a.dtype)
         c = torch.empty(a.shape[0], b.shape[1], dtype=c_dtype, device=a.device)
     upcast = a.device.type == "cpu" and a.dtype in (torch.float16, torch.bfloat16)
     args, meta = mm._launch_args(
@@ -105,10 +105,12 @@ def test_bf16_split_through_the_upcast_path() -> None:
     assert rel_error(out32, matmul_reference(a, w.t())) < 1e-6
 
 
-def test_fp8_split_applies_the_scales_once() -> None:
-    # The interpreter's dot handles 8-bit floats; the partials are scaled, then summed.
-    a = randn(5, 100, seed=9).to(torch.float8_e4m3fn)
-    b = randn(40, 100, seed=10).to(torch.float8_e4m3fn).t()
+@pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e4m3fnuz], ids=["e4m3fn", "e4m3fnuz"])
+def test_fp8_split_applies_the_scales_once(fp8: torch.dtype) -> None:
+    # The interpreter's dot handles 8-bit floats (both e4m3 encodings: NVIDIA's and MI300's);
+    # the partials are scaled, then summed.
+    a = randn(5, 100, seed=9).to(fp8)
+    b = randn(40, 100, seed=10).to(fp8).t()
     sa, sb = torch.tensor(0.5), torch.tensor(3.0)
     ref = matmul_reference(a, b, a_scale=sa, b_scale=sb)
     out = launch(a, b, tile(16, 32, 32, 3), a_scale=sa, b_scale=sb)
@@ -378,10 +380,11 @@ def test_gpu_split_matches_reference_and_repeats(
 
 @pytest.mark.gpu
 def test_gpu_split_fp8() -> None:
-    if mm.fp8_unsupported_reason(torch.device("cuda")):
+    fp8 = mm.native_fp8_dtype(torch.device("cuda"))  # e4m3fnuz on an MI300
+    if fp8 is None:
         pytest.skip("this GPU has no fp8")
-    a = randn(1, 4096, device="cuda").to(torch.float8_e4m3fn)
-    b = randn(4096, 4096, device="cuda").to(torch.float8_e4m3fn).t()
+    a = randn(1, 4096, device="cuda").to(fp8)
+    b = randn(4096, 4096, device="cuda").to(fp8).t()
     sa, sb = torch.tensor(0.25, device="cuda"), torch.tensor(0.5, device="cuda")
     out = launch(a, b, tile(16, 64, 256, 4, num_warps=4, num_stages=4), a_scale=sa, b_scale=sb)
     ref = matmul_reference(a, b, a_scale=sa, b_scale=sb, dtype=torch.float32)

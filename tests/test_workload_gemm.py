@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -88,9 +89,37 @@ def test_inputs_are_random_not_zeros() -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_fp8_is_unsupported_on_cpu(backend: str) -> None:
-    with pytest.raises(Unsupported, match=r"compute capability >= 8\.9"):
-        setup(backend, dtype="float8_e4m3fn")
+@pytest.mark.parametrize("dtype", ["float8_e4m3", "float8_e4m3fn", "float8_e4m3fnuz"])
+def test_fp8_is_unsupported_on_cpu(backend: str, dtype: str) -> None:
+    with pytest.raises(Unsupported, match=r"compute capability >= 8\.9 or an AMD MI300/MI350"):
+        setup(backend, dtype=dtype)
+
+
+@pytest.mark.parametrize(("native", "top"), [(torch.float8_e4m3fnuz, 240.0), (torch.float8_e4m3fn, 448.0)])
+def test_fp8_runs_in_the_devices_own_encoding(monkeypatch: pytest.MonkeyPatch, native: torch.dtype,
+                                              top: float) -> None:
+    """float8_e4m3 (the suites' name) becomes the encoding the GPU's MMA takes: e4m3fnuz on an
+    MI300, e4m3fn elsewhere. Here the interpreter stands in for such a GPU (it multiplies both)."""
+    kernel_module = importlib.import_module("aibench.kernels.matmul")  # the package exports the function
+
+    def reason(device: torch.device, dtype: torch.dtype = torch.float8_e4m3fn) -> str | None:
+        return None if dtype == native else f"takes {native}"
+
+    monkeypatch.setattr(gemm_module, "native_fp8_dtype", lambda device: native)
+    monkeypatch.setattr(gemm_module, "fp8_unsupported_reason", reason)
+    monkeypatch.setattr(kernel_module, "fp8_unsupported_reason", reason)
+    case = setup("triton", dtype="float8_e4m3", m=37, n=53, k=29)
+    name = str(native).replace("torch.", "")
+    assert case.dtype == case.details["dtype"] == name and case.details["out_dtype"] == "bfloat16"
+    assert case.bytes == (37 * 29 + 29 * 53) * 1 + 37 * 53 * 2
+    x = gemm_module._Inputs(gemm.resolve_params({"dtype": "float8_e4m3", "m": 37, "n": 53, "k": 29}), CPU)
+    assert x.a.dtype == native and float(x.a.float().abs().max()) == top  # amax lands on the encoding's max
+    result = case.check()
+    assert result.passed and result.rel_error is not None and result.rel_error < 3e-2, result
+    assert result.tolerance == checks.tolerance_for(name) == checks.tolerance_for("float8_e4m3fn")
+    other = "float8_e4m3fn" if native == torch.float8_e4m3fnuz else "float8_e4m3fnuz"
+    with pytest.raises(Unsupported, match=f"takes {native}"):
+        setup("triton", dtype=other)
 
 
 @pytest.mark.parametrize("transpose_b", [True, False])

@@ -19,24 +19,30 @@ from aibench import devices
 from aibench.checks import compare, tolerance_for
 from aibench.errors import Unsupported, UsageError
 from aibench.kernels.matmul import (
+    FP8_DTYPES,
     fp8_unsupported_reason,
     matmul,
     matmul_bytes,
     matmul_flops,
     matmul_reference,
+    native_fp8_dtype,
     tuned_config,
 )
 from aibench.kernels.matmul_tma import matmul_tma, tma_unsupported_reason
 from aibench.workloads.coldcache import rotating, rotation
 from aibench.workloads.registry import Case, Check, Param, workload
 
-DTYPES: dict[str, torch.dtype] = {
+DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
     "float32": torch.float32,
+    # fp8 e4m3 in the encoding this GPU's MMA takes (OCP e4m3fn on NVIDIA and MI350, e4m3fnuz on
+    # MI300): the name suites use, so that vendors' fp8 rows line up in a report. The records'
+    # details say which encoding ran.
+    "float8_e4m3": None,
     "float8_e4m3fn": torch.float8_e4m3fn,
+    "float8_e4m3fnuz": torch.float8_e4m3fnuz,
 }
-_FP8_MAX = 448.0  # largest finite float8_e4m3fn value: per-tensor scales map amax onto it
 # Past this many output elements the check compares a sample of rows (all columns): the
 # comparison runs in float64 on the CPU, and a 405B gate_up output has 872M elements.
 _FULL_CHECK_MAX_ELEMENTS = 2**26
@@ -68,14 +74,18 @@ class _Inputs:
         self.m, self.n, self.k = p["m"], p["n"], p["k"]
         if min(self.m, self.n, self.k) < 1:
             raise UsageError(f"gemm needs m, n, k >= 1; got m={self.m}, n={self.n}, k={self.k}")
-        self.dtype = DTYPES[p["dtype"]]
-        self.fp8 = self.dtype == torch.float8_e4m3fn
+        dtype = DTYPES[p["dtype"]]
+        if p["dtype"] == "float8_e4m3":  # the device's own encoding (none: refused just below)
+            dtype = native_fp8_dtype(device) or torch.float8_e4m3fn
+        assert dtype is not None
+        self.dtype: torch.dtype = dtype
+        self.fp8 = self.dtype in FP8_DTYPES
         self.tf32 = bool(p["tf32"]) and self.dtype == torch.float32
         self.fast_accum = bool(p["fast_accum"]) and self.fp8
         # fp8 B is always a transposed weight: torch._scaled_mm takes column-major B only.
         self.transpose_b = bool(p["transpose_b"]) or self.fp8
         self.out_dtype = torch.bfloat16 if self.fp8 else self.dtype
-        if self.fp8 and (reason := fp8_unsupported_reason(device)):
+        if self.fp8 and (reason := fp8_unsupported_reason(device, self.dtype)):
             raise Unsupported(reason)
         self._require_memory(device)
 
@@ -88,8 +98,8 @@ class _Inputs:
         self.a_scale: torch.Tensor | None = None
         self.b_scale: torch.Tensor | None = None
         if self.fp8:
-            self.a, self.a_scale = _quantize_fp8(self.a)
-            w, self.b_scale = _quantize_fp8(w)
+            self.a, self.a_scale = _quantize_fp8(self.a, self.dtype)
+            w, self.b_scale = _quantize_fp8(w, self.dtype)
         self.b = w.t() if self.transpose_b else w
 
     def _require_memory(self, device: torch.device) -> None:
@@ -149,10 +159,12 @@ class _Inputs:
         )
 
 
-def _quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tensor fp8: x ~ scale * x8, with the scale mapping amax onto the e4m3 maximum."""
-    scale = (x.abs().amax().float() / _FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
-    x8 = (x / scale.to(x.dtype)).clamp_(-_FP8_MAX, _FP8_MAX).to(torch.float8_e4m3fn)
+def _quantize_fp8(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor fp8: x ~ scale * x8, with the scale mapping amax onto the largest finite value
+    of `dtype` (448 for e4m3fn, 240 for e4m3fnuz)."""
+    top = torch.finfo(dtype).max
+    scale = (x.abs().amax().float() / top).clamp_min(torch.finfo(torch.float32).tiny)
+    x8 = (x / scale.to(x.dtype)).clamp_(-top, top).to(dtype)
     return x8, scale.reshape(())
 
 
