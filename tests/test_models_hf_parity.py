@@ -35,6 +35,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "mistral": ("Mistral", {"sliding_window": None}, "50GB"),
     "mistral-window": ("Mistral", {"sliding_window": 16}, "50GB"),  # prompts of 40 reach past it
     "qwen2-bias-tied": ("Qwen2", {"tie_word_embeddings": True, "rms_norm_eps": 1e-6}, "50GB"),
+    "qwen2-window": ("Qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 0}, "50GB"),
     "mixtral-sharded": ("Mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, "60KB"),
 }
 
@@ -106,3 +107,12 @@ def test_cached_decode_matches_transformers(tmp_path: Path, case: str) -> None:
         for t in range(prompt, prompt + steps):
             got.append(model(tokens[:, t : t + 1], input_pos=torch.full((B, 1), t)))
     _assert_fp32_close(torch.cat(got, dim=1), theirs)
+
+
+def test_mixed_full_and_sliding_layers_are_refused(tmp_path: Path) -> None:
+    """Qwen2 with max_window_layers=1: layer 0 attends fully, layer 1 through a window. The model
+    has one window for all layers, so loading says so instead of computing other logits."""
+    hf = _hf_model("Qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 1}, seed=3)
+    hf.save_pretrained(tmp_path / "mixed")
+    with pytest.raises(ValueError, match=r"layers \[1\] use a sliding window and the others full attention"):
+        from_pretrained(tmp_path / "mixed")

@@ -247,6 +247,9 @@ def test_missing_and_misshapen_tensors_raise_value_error(tmp_path: Path) -> None
         from_pretrained(_write(tmp_path / "nohead", cfg, untied))
 
 
+QWEN2 = {"architectures": ["Qwen2ForCausalLM"]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -259,6 +262,13 @@ def test_missing_and_misshapen_tensors_raise_value_error(tmp_path: Path) -> None
          "high_freq_factor > low_freq_factor"),
         ({"hidden_act": "gelu"}, "hidden_act 'gelu'"),
         ({"mlp_bias": True}, "mlp_bias"),
+        ({**QWEN2, "layer_types": ["full_attention", "chunked_attention"]}, "unsupported layer_types"),
+        ({**QWEN2, "layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8},
+         r"layers \[1\] use a sliding window and the others full attention"),
+        ({**QWEN2, "layer_types": ["sliding_attention"] * 2}, "no sliding_window size"),
+        ({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window": True, "sliding_window": 8,
+          "max_window_layers": 1}, r"layers \[1\] use a sliding window"),
+        ({"architectures": ["MistralForCausalLM"], "sliding_window": True}, "'sliding_window' must be int"),
     ],
 )
 def test_bad_configs_raise_value_error(tmp_path: Path, change: dict[str, Any], message: str) -> None:
@@ -268,6 +278,26 @@ def test_bad_configs_raise_value_error(tmp_path: Path, change: dict[str, Any], m
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=message):
         from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "window"),
+    [
+        ({}, None),
+        ({"sliding_window": 8}, None),  # Llama has no sliding window whatever the file says
+        ({"architectures": ["MistralForCausalLM"], "sliding_window": 8}, 8),
+        ({"architectures": ["MistralForCausalLM"], "sliding_window": None}, None),
+        ({"architectures": ["Qwen2ForCausalLM"], "sliding_window": 8}, None),  # use_sliding_window false
+        ({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window": True, "sliding_window": 8,
+          "max_window_layers": 0}, 8),  # every layer from 0 on slides
+        ({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window": True, "sliding_window": 8,
+          "max_window_layers": 2}, None),  # no layer reaches index 2
+        ({**QWEN2, "layer_types": ["sliding_attention"] * 2, "sliding_window": 8}, 8),  # transformers >= 5
+        ({**QWEN2, "layer_types": ["full_attention"] * 2, "sliding_window": 8}, None),
+    ],
+)
+def test_sliding_window_from_each_config_style(change: dict[str, Any], window: int | None) -> None:
+    assert args_from_hf_config({**_config(), **change}).sliding_window == window
 
 
 def test_invalid_json_names_the_file(tmp_path: Path) -> None:

@@ -93,6 +93,41 @@ def _rope(cfg: Mapping[str, Any]) -> tuple[float, RopeScaling | None]:
     return theta, scaling
 
 
+def _sliding_window(cfg: Mapping[str, Any], family: str) -> int | None:
+    """The window every layer uses, or None for full attention. The model has one window for all
+    layers, so a checkpoint that mixes full and sliding layers is refused (its logits would differ).
+
+    Which layers slide: transformers >= 5 writes `layer_types`; older Qwen2 files say it with
+    use_sliding_window and max_window_layers (layers from that index on slide); Mistral and
+    Mixtral slide everywhere when sliding_window is set; Llama never does."""
+    types = cfg.get("layer_types")
+    if family == "llama":
+        return None
+    if types is not None:
+        if not isinstance(types, list) or not set(types) <= {"full_attention", "sliding_attention"}:
+            raise ValueError(f"config.json: unsupported layer_types {types!r} "
+                             f"(supported: full_attention, sliding_attention)")
+        sliding = [t == "sliding_attention" for t in types]
+    elif family == "qwen2":
+        if not cfg.get("use_sliding_window", False):
+            return None
+        first = _get(cfg, "max_window_layers", int, 28)  # transformers' Qwen2Config default
+        sliding = [i >= first for i in range(_get(cfg, "num_hidden_layers", int))]
+    else:
+        sliding = [True]
+    if not any(sliding):
+        return None
+    if not all(sliding):
+        raise ValueError(f"config.json: layers {[i for i, s in enumerate(sliding) if s]} use a sliding window and "
+                         f"the others full attention; only one kind for all layers is supported")
+    window = cfg.get("sliding_window")
+    if window is None:
+        if types is not None or family == "qwen2":
+            raise ValueError("config.json: sliding-window layers but no sliding_window size")
+        return None
+    return int(_get(cfg, "sliding_window", int))
+
+
 def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
     """ModelArgs from a Hugging Face config.json dict (Llama, Mistral, Qwen2, Mixtral)."""
     if not isinstance(cfg, Mapping):
@@ -111,9 +146,7 @@ def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
     if cfg.get("partial_rotary_factor", 1.0) not in (1, 1.0, None):
         raise ValueError("config.json: partial_rotary_factor != 1 is unsupported")
     theta, scaling = _rope(cfg)
-    window = cfg.get("sliding_window")
-    if family == "qwen2" and not cfg.get("use_sliding_window", False):
-        window = None
+    window = _sliding_window(cfg, family)
     try:
         return ModelArgs(
             vocab_size=_get(cfg, "vocab_size", int),
@@ -131,7 +164,7 @@ def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
             tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             n_expert=_get(cfg, "num_local_experts", int, 0) if family == "mixtral" else 0,
             n_expert_per_tok=_get(cfg, "num_experts_per_tok", int, 2),
-            sliding_window=window if isinstance(window, int) and not isinstance(window, bool) else None,
+            sliding_window=window,
             name=name or arch,
         )
     except ValueError as exc:
