@@ -34,6 +34,8 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "llama3-tied-sharded": ("Llama", {"rope_parameters": LLAMA3, "tie_word_embeddings": True}, "40KB"),
     "mistral": ("Mistral", {"sliding_window": None}, "50GB"),
     "mistral-window": ("Mistral", {"sliding_window": 16}, "50GB"),  # prompts of 40 reach past it
+    # head_dim set apart from hidden_size / heads (as Mistral NeMo's 128 for 5120 / 32)
+    "mistral-head-dim": ("Mistral", {"sliding_window": None, "head_dim": 32}, "50GB"),
     "qwen2-bias-tied": ("Qwen2", {"tie_word_embeddings": True, "rms_norm_eps": 1e-6}, "50GB"),
     "qwen2-window": ("Qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 0}, "50GB"),
     "mixtral-sharded": ("Mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, "60KB"),
