@@ -100,9 +100,9 @@ def _sliding_window(cfg: Mapping[str, Any], family: str) -> int | None:
     Which layers slide: transformers >= 5 writes `layer_types`; older Qwen2 files say it with
     use_sliding_window and max_window_layers (layers from that index on slide); Mistral and
     Mixtral slide everywhere when sliding_window is set; Llama never does."""
-    types = cfg.get("layer_types")
     if family == "llama":
         return None
+    types = cfg.get("layer_types")
     if types is not None:
         if not isinstance(types, list) or not set(types) <= {"full_attention", "sliding_attention"}:
             raise ValueError(f"config.json: unsupported layer_types {types!r} "
