@@ -262,6 +262,8 @@ QWEN2 = {"architectures": ["Qwen2ForCausalLM"]}
          "high_freq_factor > low_freq_factor"),
         ({"hidden_act": "gelu"}, "hidden_act 'gelu'"),
         ({"mlp_bias": True}, "mlp_bias"),
+        ({"quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}},
+         "quantized checkpoint [(]quant_method 'fp8'[)] is unsupported"),
         ({**QWEN2, "layer_types": ["full_attention", "chunked_attention"]}, "unsupported layer_types"),
         ({**QWEN2, "layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8},
          r"layers \[1\] use a sliding window and the others full attention"),

@@ -143,6 +143,11 @@ def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
     for flag in ("mlp_bias", "attention_bias"):
         if family in ("llama", "mistral") and cfg.get(flag):
             raise ValueError(f"config.json: {flag}=true is unsupported")
+    if cfg.get("quantization_config") is not None:  # fp8 / GPTQ / AWQ weights: other tensors, other math
+        quant = cfg["quantization_config"]
+        method = quant.get("quant_method", "?") if isinstance(quant, Mapping) else "?"
+        raise ValueError(f"config.json: quantized checkpoint (quant_method {method!r}) is unsupported; "
+                         f"aibench loads unquantized bf16/fp16/fp32 weights")
     if cfg.get("partial_rotary_factor", 1.0) not in (1, 1.0, None):
         raise ValueError("config.json: partial_rotary_factor != 1 is unsupported")
     theta, scaling = _rope(cfg)
