@@ -78,11 +78,32 @@ def synchronize(device: torch.device) -> None:
 
 
 def l2_cache_bytes(device: torch.device) -> int | None:
+    """The L2 size torch reports (on AMD: one XCD's L2)."""
     if device.type != "cuda":
         return None
     props = torch.cuda.get_device_properties(device)
     size = getattr(props, "L2_cache_size", None)
     return int(size) if size else None
+
+
+# AMD CDNA3/CDNA4 (gfx94x: MI300X/A, MI325X; gfx95x: MI350/MI355X) put a memory-side "Infinity
+# Cache" of 256 MB in front of HBM, and one 4 MB L2 on each of up to 8 XCDs, of which torch reports
+# one (ROCm docs, "AMD Instinct MI300 series microarchitecture"; AMD's CDNA 4 white paper).
+_AMD_INFINITY_CACHE_BYTES = {"gfx94": 256 * 2**20, "gfx95": 256 * 2**20}
+_AMD_MAX_XCDS = 8
+
+
+def cache_bytes(device: torch.device) -> int | None:
+    """Bytes of cache that can keep a kernel's operands between two calls: what an L2 flush or an
+    operand rotation must exceed to time reads from memory. NVIDIA: the L2. AMD CDNA3/4: every
+    XCD's L2 plus the Infinity Cache, so that an MI300's decode kernels are not timed from a
+    256 MB cache an H100 lacks. None on a CPU or when torch reports nothing."""
+    l2 = l2_cache_bytes(device)
+    if l2 is None or not getattr(torch.version, "hip", None):
+        return l2
+    arch = getattr(torch.cuda.get_device_properties(device), "gcnArchName", "") or ""
+    infinity = _AMD_INFINITY_CACHE_BYTES.get(arch[:5], 0)
+    return l2 * _AMD_MAX_XCDS + infinity if infinity else l2
 
 
 def _cpu_name() -> str:

@@ -163,10 +163,11 @@ def _measure_cpu(fn: Callable[[], Any], config: TimerConfig) -> Timing:
 
 
 class _L2Flusher:
-    """A buffer at least twice the L2 (and >= 256 MiB) whose memset evicts the cache."""
+    """A buffer at least twice the cache (the L2, and an MI300's Infinity Cache; >= 256 MiB)
+    whose memset evicts it."""
 
     def __init__(self, device: torch.device) -> None:
-        nbytes = max(FLUSH_MIN_BYTES, 2 * (devices.l2_cache_bytes(device) or 0))
+        nbytes = max(FLUSH_MIN_BYTES, 2 * (devices.cache_bytes(device) or 0))
         self.buffer = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
 
     def __call__(self) -> None:

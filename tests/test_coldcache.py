@@ -57,11 +57,12 @@ def test_rotation_on_cpu_uses_the_operands_themselves() -> None:
     a, b = torch.randn(3, 4), torch.randn(4, 5)
     rot, details = rotation((a, b), torch.device("cpu"))
     assert len(rot) == 1 and rot()[0] is a
-    assert details == {"operand_copies": 1, "operand_bytes": (12 + 20) * 4, "cold_l2_every_call": True}
+    assert details == {"operand_copies": 1, "operand_bytes": (12 + 20) * 4, "cache_bytes": None,
+                       "cold_l2_every_call": True}
 
 
 def test_rotation_clones_keep_values_and_strides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(coldcache.devices, "l2_cache_bytes", lambda _d: 1000)
+    monkeypatch.setattr(coldcache.devices, "cache_bytes", lambda _d: 1000)
     a, w = torch.randn(2, 8), torch.randn(6, 8)
     b = w.t()  # a transposed weight view: its copies must stay transposed (same autotune key)
     rot, details = rotation((a, b), torch.device("cpu"))
@@ -78,7 +79,7 @@ def test_rotation_clones_keep_values_and_strides(monkeypatch: pytest.MonkeyPatch
 def _data_ptrs_seen(monkeypatch: pytest.MonkeyPatch, workload: str, params: dict[str, Any]) -> tuple[set, dict]:
     """Set up the torch backend of `workload` with a fake 1 MiB L2, call its fn a few times and
     return the first operand's data pointers seen by the op, and the case details."""
-    monkeypatch.setattr(coldcache.devices, "l2_cache_bytes", lambda _d: 1 << 20)
+    monkeypatch.setattr(coldcache.devices, "cache_bytes", lambda _d: 1 << 20)
     load_builtin()
     wl = get(workload)
     seen: set[int] = set()

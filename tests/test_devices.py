@@ -45,3 +45,24 @@ def test_resolve_cpu_and_errors() -> None:
     assert devices.spec_for(torch.device("cpu")) is None
     info = devices.describe(torch.device("cpu"))
     assert info.kind == "cpu" and not info.is_gpu and info.name
+
+
+@pytest.mark.parametrize(
+    ("hip", "arch", "l2", "expected"),
+    [
+        (None, "", 50 * 2**20, 50 * 2**20),  # NVIDIA H100: the L2 torch reports
+        ("6.4", "gfx942:sramecc+:xnack-", 4 * 2**20, 8 * 4 * 2**20 + 256 * 2**20),  # MI300X: 8 L2s + Infinity Cache
+        ("6.4", "gfx950:sramecc+:xnack-", 4 * 2**20, 8 * 4 * 2**20 + 256 * 2**20),  # MI355X
+        ("6.4", "gfx90a:sramecc+:xnack-", 8 * 2**20, 8 * 2**20),  # MI250X: no Infinity Cache
+        (None, "", 0, None),  # torch reports no L2
+    ],
+    ids=["h100", "mi300x", "mi355x", "mi250x", "unknown"],
+)
+def test_cache_bytes_counts_what_can_hold_operands(monkeypatch: pytest.MonkeyPatch, hip: str | None, arch: str,
+                                                   l2: int, expected: int | None) -> None:
+    props = type("Props", (), {"L2_cache_size": l2, "gcnArchName": arch})()
+    monkeypatch.setattr(torch.version, "hip", hip)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    assert devices.l2_cache_bytes(torch.device("cuda")) == (l2 or None)
+    assert devices.cache_bytes(torch.device("cuda")) == expected
+    assert devices.cache_bytes(torch.device("cpu")) is None

@@ -7,7 +7,8 @@ H200's 60 MB L2, ../shared/reference/hardware.md) would then read them from cach
 second call on, and report a bandwidth the HBM never delivered. Cycling through enough copies
 that the bytes read between two uses of one copy exceed twice the L2 keeps every call cold, as
 nvbench's and tritonbench's rotating buffers do. Operands that alone exceed twice the L2 evict
-themselves and are not copied.
+themselves and are not copied. "L2" here is every cache that can hold operands between calls
+(devices.cache_bytes: on an MI300 also its 256 MB Infinity Cache).
 """
 
 from __future__ import annotations
@@ -71,11 +72,12 @@ def rotation(first: tuple[torch.Tensor, ...], device: torch.device) -> tuple[Rot
     """A rotation over `first` and enough clones of it to keep the L2 cold on `device`, and the
     details a record keeps about it (copies, operand bytes, whether each call is cold)."""
     nbytes = sum(t.numel() * t.element_size() for t in first)
-    l2 = devices.l2_cache_bytes(device)
+    l2 = devices.cache_bytes(device)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     copies = copies_for_cold_l2(nbytes, l2, free)
     items = [first] + [tuple(t.clone() for t in first) for _ in range(copies - 1)]
-    details = {"operand_copies": copies, "operand_bytes": nbytes, "cold_l2_every_call": evicted(copies, nbytes, l2)}
+    details = {"operand_copies": copies, "operand_bytes": nbytes, "cache_bytes": l2,
+               "cold_l2_every_call": evicted(copies, nbytes, l2)}
     return Rotation(items), details
 
 
