@@ -73,7 +73,9 @@ def model_plan() -> list[tuple[str, str, dict[str, Any]]]:
 def model_tail_plan() -> list[tuple[str, str, dict[str, Any]]]:
     """Informational, after the kernels, if the budget allows: decode without compile (its eager
     kernels as one graph), and prefill with compile (Inductor fuses the norms, RoPE and SwiGLU
-    elementwise passes on which eager prefill spends an estimated ~10% of its time)."""
+    elementwise passes on which eager prefill spends an estimated ~10% of its time). The compiled
+    prefill moves up to run right after the eager one when that one misses the MFU target
+    (`promote_compiled_prefill`)."""
     return [("llm-decode-graph", "llm.decode", {**_LLAMA_8B, "batch": 1, "context_len": 2048, "new_tokens": 1}),
             ("llm-prefill-compiled", "llm.prefill", {**_LLAMA_8B, "batch": 1, "prompt_len": 8192, "compile": True})]
 
@@ -115,6 +117,23 @@ def ordered_cases(dtype: str, models: bool) -> list[tuple[str, str, dict[str, An
     return head + model_plan() + [c for c in cases if c[0] == "gemm-llm"] + model_tail_plan()
 
 
+PREFILL_MFU_TARGET = 60.0  # models issue: llama-3.1-8b prefill at 8k tokens
+
+
+def promote_compiled_prefill(remaining: list[tuple[str, str, dict[str, Any]]],
+                             rec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """`remaining` with the compiled prefill moved to the front when `rec`, the eager prefill,
+    missed the MFU target (or has no MFU): the issue names no mode for prefill, so the compiled
+    number decides it then, before the LLM-shape GEMMs can spend the budget."""
+    if rec["details"].get("gpu_check_group") != "llm-prefill" or rec["backend"] != "torch":
+        return remaining
+    mfu = rec["metrics"].get("mfu_pct")
+    if isinstance(mfu, (int, float)) and mfu >= PREFILL_MFU_TARGET:
+        return remaining
+    first = [c for c in remaining if c[0] == "llm-prefill-compiled"]
+    return first + [c for c in remaining if c[0] != "llm-prefill-compiled"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -130,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     records_path = args.out / "records.jsonl"
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
-    cases = ordered_cases(args.dtype, args.models)
-    for group, name, params in cases:
+    remaining = ordered_cases(args.dtype, args.models)
+    while remaining:
+        group, name, params = remaining.pop(0)
         if time.perf_counter() - start > args.budget_s:
             print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)
             break
@@ -143,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             rec["details"]["gpu_check_group"] = group
             append_jsonl(records_path, rec)
             results.append(rec)
+            remaining = promote_compiled_prefill(remaining, rec)
             m = rec["metrics"]
             print(f"{group:13s} {rec['backend']:7s} {rec['status']:8s} "
                   f"{_short(rec['params']):58s} med={_ms(rec):>9s} "
@@ -236,7 +257,8 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
                                           "how": "torch.compile reduce-overhead (CUDA graphs), 16 steps a call"},
             "llama8b_decode_b1_mbu_pct_eager_graph": {"value": model.get("llm-decode-graph", {}).get("mbu_pct"),
                                                       "how": "eager kernels replayed as one CUDA graph"},
-            "llama8b_prefill_8k_mfu_pct": {"value": model.get("llm-prefill", {}).get("mfu_pct"), "target": 60,
+            "llama8b_prefill_8k_mfu_pct": {"value": model.get("llm-prefill", {}).get("mfu_pct"),
+                                           "target": PREFILL_MFU_TARGET,
                                            "how": "eager (cuBLAS + SDPA flash)"},
             "llama8b_prefill_8k_mfu_pct_compiled": {"value": model.get("llm-prefill-compiled", {}).get("mfu_pct"),
                                                     "how": "torch.compile"},

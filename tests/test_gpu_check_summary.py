@@ -93,6 +93,17 @@ def test_headline_targets_run_first() -> None:
     assert "llm-decode" not in [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=False)]
 
 
+@pytest.mark.parametrize(("mfu", "promoted"), [(55.0, True), (None, True), (60.0, False), (71.2, False)])
+def test_compiled_prefill_runs_next_when_eager_misses_the_target(mfu: float | None, promoted: bool) -> None:
+    remaining = gpu_check.ordered_cases("bfloat16", models=True)
+    remaining = remaining[[g for g, _, _ in remaining].index("llm-prefill") + 1 :]  # after the eager prefill
+    eager = rec("llm-prefill", "llm.prefill", "torch", **({} if mfu is None else {"mfu_pct": mfu}))
+    after = gpu_check.promote_compiled_prefill(remaining, eager)
+    assert sorted(map(str, after)) == sorted(map(str, remaining))  # the same cases, maybe reordered
+    assert (after[0][0] == "llm-prefill-compiled") is promoted
+    assert gpu_check.promote_compiled_prefill(remaining, rec("gemm-llm", "gemm", "torch", mfu_pct=1.0)) == remaining
+
+
 def test_backends_per_group() -> None:
     assert gpu_check.backends_for("llm-decode", {}) == ["torch"]
     assert gpu_check.backends_for("gemm-llm", {"m": 64}) == ["torch", "triton"]
