@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,36 @@ def test_backends_per_group() -> None:
 def test_console_line_shows_missing_metrics_as_dashes() -> None:
     assert gpu_check._num({"tflops": 612.345}, "tflops", 7, 1) == "  612.3"
     assert gpu_check._num({}, "gbps", 8, 1) == "       -"
+
+
+def test_main_loop_runs_in_priority_order_and_writes_its_files(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop itself, with a stand-in runner on the CPU: every case in order, the compiled
+    prefill promoted after an eager prefill under target, records and summary written."""
+    seen: list[str] = []
+
+    class Outcome:
+        def __init__(self, record: dict) -> None:
+            self.record = type("Record", (), {"to_dict": lambda _self: record})()
+
+    def fake_run(name: str, params: dict, device: torch.device, backends: list[str] | None = None,
+                 options: object = None) -> list[Outcome]:
+        seen.append(f"{name}:{params.get('compile', False)}")
+        metrics = {"llm.prefill": {"mfu_pct": 50.0}, "memory.copy": {"gbps": 3000.0}}.get(name, {})
+        r = {"id": name, "workload": name, "backend": "torch", "status": "ok", "reason": None,
+             "params": dict(params), "metrics": metrics, "timing": {"median": 1e-3}, "details": {}}
+        return [Outcome(r)]
+
+    monkeypatch.setattr(gpu_check.devices, "resolve", lambda _name: torch.device("cuda"))
+    monkeypatch.setattr(gpu_check.devices, "describe", lambda _d: type("D", (), {"as_dict": lambda _s: {}})())
+    monkeypatch.setattr(gpu_check, "run_workload", fake_run)
+    assert gpu_check.main(["--out", str(tmp_path), "--models", "--budget-s", "600"]) == 0
+    planned = gpu_check.ordered_cases("bfloat16", models=True)
+    assert len(seen) == len(planned)
+    eager = seen.index("llm.prefill:False")
+    assert seen[eager + 1] == "llm.prefill:True"  # promoted: the eager MFU (50%) missed 60%
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(lines) == len(planned)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["targets"]["llama8b_prefill_8k_mfu_pct"]["value"] == 50.0
+    assert summary["targets"]["llama8b_prefill_8k_mfu_pct_compiled"]["value"] == 50.0
