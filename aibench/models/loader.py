@@ -120,12 +120,10 @@ def _sliding_window(cfg: Mapping[str, Any], family: str) -> int | None:
     if not all(sliding):
         raise ValueError(f"config.json: layers {[i for i, s in enumerate(sliding) if s]} use a sliding window and "
                          f"the others full attention; only one kind for all layers is supported")
-    window = cfg.get("sliding_window")
-    if window is None:
-        if types is not None or family == "qwen2":
-            raise ValueError("config.json: sliding-window layers but no sliding_window size")
-        return None
-    return int(_get(cfg, "sliding_window", int))
+    window = _get(cfg, "sliding_window", int, None)
+    if window is None and (types is not None or family == "qwen2"):
+        raise ValueError("config.json: sliding-window layers but no sliding_window size")
+    return window
 
 
 def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:

@@ -75,9 +75,8 @@ class _Inputs:
         if min(self.m, self.n, self.k) < 1:
             raise UsageError(f"gemm needs m, n, k >= 1; got m={self.m}, n={self.n}, k={self.k}")
         dtype = DTYPES[p["dtype"]]
-        if p["dtype"] == "float8_e4m3":  # the device's own encoding (none: refused just below)
+        if dtype is None:  # float8_e4m3: the device's own encoding (none: refused just below)
             dtype = native_fp8_dtype(device) or torch.float8_e4m3fn
-        assert dtype is not None
         self.dtype: torch.dtype = dtype
         self.fp8 = self.dtype in FP8_DTYPES
         self.tf32 = bool(p["tf32"]) and self.dtype == torch.float32
