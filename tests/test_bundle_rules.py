@@ -85,6 +85,20 @@ def test_listed_backend_without_record_is_an_error(tmp_path: Path) -> None:
     assert _codes(report, "error") == {"entry_missing"} and "triton" in report.errors[0].message
 
 
+def test_whole_entry_skip_covers_the_backends_it_lists(tmp_path: Path) -> None:
+    # `preview = { skip = true }` on an entry that lists its backends: the suite writes one skipped
+    # record with backend "*" for the whole entry (a preview `ci` bundle failed verify on this).
+    man = manifest()
+    man["suite"]["entries"][0]["backends"] = ["torch", "triton"]
+    skipped = record(backend="*", id="gemm[]/*", status="skipped", timing=None, metrics={}, baseline=None,
+                     reason="not part of the preview run (the entry sets preview.skip = true)")
+    report = _verify(tmp_path, man, [skipped, *default_records()[1:]])
+    assert report.valid and _codes(report, "warning") == {"record_skipped"}
+    # A "*" record that claims to be measured covers nothing: the listed backends are still missing.
+    not_skipped = dict(skipped, status="failed", reason="crashed")
+    assert _codes(_verify(tmp_path, man, [not_skipped, *default_records()[1:]]), "error") == {"entry_missing"}
+
+
 @pytest.mark.parametrize("status", ["skipped", "failed", "invalid"])
 def test_non_ok_with_reason_is_a_warning(tmp_path: Path, status: str) -> None:
     recs = [record(status=status, reason="no fp8 on this GPU", timing=None, metrics={}), *default_records()[1:]]

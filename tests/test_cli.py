@@ -148,3 +148,25 @@ def test_suite_plan_lists_cases_and_runs_nothing(runner: CliRunner, tmp_path: Pa
     assert not out.exists()  # a plan measures nothing and writes nothing
     table = runner.invoke(cli, ["suite", "gigafactory", "--plan", "--device", "cpu"])
     assert table.exit_code == 0 and "nothing was run" in table.output and "needs 2 GPUs" in table.output
+
+
+def test_preview_run_with_a_skipped_entry_packs_into_a_valid_bundle(runner: CliRunner, tmp_path: Path) -> None:
+    """A whole entry skipped in preview (`preview.skip`) although it lists its backends, as the
+    shipped suites' decode GEMM entries do: the bundle still verifies (it used to fail coverage)."""
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        '[suite]\nname = "skipcheck"\nversion = "1.0.0"\ndescription = "x"\n'
+        '[rules]\nmin_time_s = 0.01\nmax_time_s = 0.2\nmin_samples = 3\ntarget_rel_se = 0.5\nwarmup_s = 0.0\n'
+        '[[entry]]\nid = "copy"\nworkload = "memory.copy"\nparams = { mib = 1 }\nbackends = ["torch"]\n'
+        '[[entry]]\nid = "gemm-big"\nworkload = "gemm"\nparams = { m = 8192, n = 8192, k = 8192 }\n'
+        'backends = ["torch", "triton"]\npreview = { skip = true }\n')
+    done = runner.invoke(cli, ["suite", str(suite), "--device", "cpu", "-o", str(tmp_path / "runs"), "--no-telemetry"])
+    assert done.exit_code == 0, done.output
+    (run,) = list((tmp_path / "runs").iterdir())
+    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
+    for args in (["bundle", "keygen", str(key)], ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]):
+        assert runner.invoke(cli, args).exit_code == 0
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    report = json.loads(verified.output)
+    assert verified.exit_code == 0 and report["valid"], report["errors"]
+    assert {w["code"] for w in report["warnings"]} >= {"preview", "record_skipped"}

@@ -32,3 +32,15 @@ def test_failed_record_shows_reason_and_no_numbers() -> None:
            "telemetry": {"available": False, "reason": "no NVML"}}
     text = _render([rec])
     assert "failed" in text and "out of memory" in text
+
+
+def test_small_measured_values_keep_their_digits_and_none_renders() -> None:
+    # A preview run on a CPU: the interpreter's kernel is thousands of times slower than torch.
+    # Those ratios are measured; printed as "0.0" and "0.00x" they would read as zeros.
+    rec = {"workload": "gemm", "entry": "gemm-small", "params": {}, "backend": "triton", "status": "ok",
+           "reason": None, "timing": {"median": 0.0205, "rel_noise": 0.03},
+           "metrics": {"tflops": 0.000381, "gbps": 0.0123, "speedup": 0.00062, "pct_peak_tflops": None},
+           "telemetry": {"available": False}}
+    text = _render([rec])
+    assert "0.000381" in text and "0.0123" in text and "0.00062x" in text
+    assert "0.0 " not in text and "0.00x" not in text

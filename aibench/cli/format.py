@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
 
-# (metric key, column title, format) in display order; a record shows the ones it has.
-_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("tflops", "TFLOP/s", "{:.1f}"),
-    ("pct_peak_tflops", "% peak", "{:.0f}%"),
-    ("gbps", "GB/s", "{:.1f}"),
-    ("pct_peak_bandwidth", "% BW", "{:.0f}%"),
-    ("tokens_per_s", "tok/s", "{:.1f}"),
-    ("images_per_s", "img/s", "{:.1f}"),
-    ("speedup", "speedup", "{:.2f}x"),
+from aibench.report.model import num, ratio
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0f}%" if abs(x) >= 1 else f"{x:.2g}%"
+
+
+# (metric key, column title, formatter) in display order; a record shows the ones it has. Small
+# values keep significant digits: a preview run's 0.0004 TFLOP/s is measured, and "0.0" would read
+# as a zero nobody measured.
+_COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("tflops", "TFLOP/s", num),
+    ("pct_peak_tflops", "% peak", _pct),
+    ("gbps", "GB/s", num),
+    ("pct_peak_bandwidth", "% BW", _pct),
+    ("tokens_per_s", "tok/s", num),
+    ("images_per_s", "img/s", num),
+    ("speedup", "speedup", ratio),
 )
 
 _STATUS_STYLE = {"ok": "green", "failed": "red", "invalid": "red", "skipped": "yellow"}
@@ -64,7 +74,7 @@ def records_table(records: list[dict[str, Any]], title: str = "results") -> Tabl
         median = _fmt_time(timing["median"]) if timing.get("median") else "-"
         noise = f"±{timing['rel_noise'] * 100:.1f}%" if timing.get("rel_noise") is not None else "-"
         metrics = rec.get("metrics") or {}
-        cells = [fmt.format(metrics[key]) if key in metrics else "-" for key, _, fmt in present]
+        cells = [fmt(metrics[key]) if metrics.get(key) is not None else "-" for key, _, fmt in present]
         label = rec.get("entry") or rec["workload"] + " " + ",".join(f"{k}={v}" for k, v in rec["params"].items())
         table.add_row(label, rec["backend"], status_cell, median, noise, *cells, _energy(rec))
     return table

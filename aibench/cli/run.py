@@ -34,7 +34,7 @@ def timer_options(func: Any) -> Any:
 @device_option
 @timer_options
 @click.option("--cuda-graph", is_flag=True, help="Time CUDA-graph replays (for tiny kernels).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a run directory under this folder.")
 @click.option("--json", "json_", is_flag=True, help="Print the records as JSON.")
 def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...], device_spec: str,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 @click.command("suite")
 @click.argument("suite_ref", metavar="NAME|PATH")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run directory.")
 @device_option
 @click.option("--quick", is_flag=True, help="Fewer shapes and shorter durations (about 3 minutes on one GPU).")

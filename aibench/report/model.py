@@ -225,8 +225,14 @@ def noise_text(rel_noise: float | None) -> str:
     return f"±{rel_noise * 100:.1f}%" if rel_noise is not None else ""
 
 
+def ratio(x: float) -> str:
+    """A speedup: two decimals, or two significant digits below 0.01 (a preview run's 0.0003x is
+    not 0.00x)."""
+    return f"{x:.2f}x" if abs(x) >= 0.01 else f"{x:.2g}x"
+
+
 def ratio_text(v: Value) -> str:
-    return f"{v.value:.2f}x" if v.value is not None else "-"
+    return ratio(v.value) if v.value is not None else "-"
 
 
 ENERGY_UNITS = {"tflop": "TFLOP", "gb": "GB", "token": "token", "image": "image"}
