@@ -71,6 +71,10 @@ def test_preview_run_is_flagged(tmp_path: Path) -> None:
     run = write_run_dir(tmp_path, run_files(manifest(preview=True, comparable=False)))
     code, out, _ = invoke(str(run))
     assert code == 0 and "PREVIEW run" in out
+    # From a bundle, verification's own preview findings are not repeated under the loud line.
+    code, out, _ = invoke(str(pack(run, tmp_path / "preview.tar.gz")))
+    assert code == 0 and out.count("PREVIEW run") == 1
+    assert "preview: a preview run" not in out and "marks itself not comparable" not in out
 
 
 def test_bad_prices_file_exit_2_names_the_key(tmp_path: Path, runs: list[str]) -> None:

@@ -249,7 +249,8 @@ def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
         if not s.complete and not any("incomplete" in w for w in run.warnings):
             out.append(f"{s.label}: the run is INCOMPLETE: some measurements are missing")
         # Verification repeats a warning per record: say each once, with how many records it concerns.
-        counts = Counter(run.warnings)
+        # Its preview / not-comparable findings are what the line above already says, louder.
+        counts = Counter(w for w in run.warnings if not w.startswith(("preview: ", "not_comparable: ")))
         out += [f"{s.label}: {w}" + (f" ({n} records)" if n > 1 else "") for w, n in counts.items()]
         interpreted = sum(1 for r in records if r.get("interpreted"))
         if interpreted:
