@@ -60,6 +60,20 @@ def test_markdown_sections(tmp_path: Path) -> None:
     assert "SwPowerCap" in text
 
 
+def test_cost_table_lists_measured_records_of_priced_systems_only(tmp_path: Path) -> None:
+    skipped = rec("llm.decode", {"model": "llama-70b"}, H100, entry="decode-70b", status="skipped",
+                  reason="model needs 140 GiB, device has 80")
+    a = make_run(tmp_path / "a", H100, [*h100_records(), skipped])
+    b = make_run(tmp_path / "b", H200, h100_records()[:1])
+    text = render(build_report([load_run(a), load_run(b)], {H100: PRICES[H100]}, prices_source="p.toml"), "md")
+    tco = text.split("## Total cost of ownership")[1].split("## Records")[0]
+    assert f"| {H200} | TCO unavailable: no prices for '{H200}'" in tco  # said in the prices table,
+    assert tco.count(f"no prices for '{H200}'") == 1  # not again on each of its rows
+    cost_rows = [line for line in tco.splitlines() if line.startswith("| ") and "EUR/h" in line]
+    assert cost_rows and all(f"| {H100} |" in line for line in cost_rows)
+    assert "decode-70b" not in tco  # skipped: nothing to cost
+
+
 def test_html_escapes_everything_hostile(tmp_path: Path, hostile: Path) -> None:
     a = make_run(tmp_path / "a", H100, h100_records())
     page = render(build_report([load_run(a), load_run(hostile)], PRICES), "html")

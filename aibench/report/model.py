@@ -286,8 +286,12 @@ def energy_view(report: Report) -> tuple[list[tuple[Row, System, Cell]], list[tu
 
 
 def cost_view(report: Report) -> list[tuple[Row, System, Cell]]:
-    """The cells that carry a TCO figure (workloads with a cost basis, runs with prices)."""
-    return [(row, s, c) for row, s, c in report.cells() if row.family.cost_basis and c.cost is not None]
+    """The cells that carry a TCO figure: measured records (a skipped one has no rate to cost) of
+    workloads with a cost basis, on systems with prices (the prices table already says why a
+    system has none; repeating it on each of its rows buries the figures that exist)."""
+    return [(row, s, c) for row, s, c in report.cells()
+            if row.family.cost_basis and c.cost is not None and c.status == "ok"
+            and s.cost is not None and s.cost.prices is not None]
 
 
 def prices_texts(c: SystemCost | None) -> list[str]:
