@@ -156,3 +156,36 @@ preview = { params = { mib = 1 } }
     entries = {e["id"]: e for e in run.manifest["suite"]["entries"]}
     assert entries["graphed"]["timer"] == {"cuda_graph": True} and entries["plain"]["timer"] == {}
     assert [r["status"] for r in run.records()] == ["ok", "ok"]
+
+
+def test_ctrl_c_mid_case_counts_every_kept_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted between two backends of one case: the baseline's record is kept, and the message
+    counts it (it used to count finished cases' records only, so it said 0 here)."""
+    from click.testing import CliRunner
+
+    from aibench import suite_run
+    from aibench.cli import cli
+
+    path = tmp_path / "two.toml"
+    path.write_text(SUITE.split("[[entry]]")[0] + """
+[[entry]]
+id = "copy"
+workload = "memory.copy"
+backends = ["torch", "triton"]
+preview = { params = { mib = 1 } }
+""")
+    real, calls = suite_run.run_case, []
+
+    def interrupt_second(*args: object, **kwargs: object) -> object:
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(suite_run, "run_case", interrupt_second)
+    result = CliRunner().invoke(cli, ["suite", str(path), "--device", "cpu", "-o", str(tmp_path / "runs"),
+                                      "--no-telemetry"])
+    assert result.exit_code == 1 and "interrupted: 1 record(s) kept" in result.output, result.output
+    run = _run_dir(tmp_path / "runs")
+    assert [r["backend"] for r in _lines(run / "records.jsonl")] == ["torch"]
+    assert f"--resume {run}" in result.output

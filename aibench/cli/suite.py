@@ -69,7 +69,6 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
             system = build_system_description(system_file, session.environment)
             run = suite_run.start_run(session, suite, mode, out, system)
         err_console.print(f"suite {suite.name} {suite.version} ({mode}) -> {run.path}", soft_wrap=True)
-        records: list[dict] = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True) as progress:
@@ -80,13 +79,12 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
                 progress.update(overall, total=p.total, completed=p.done)
                 progress.update(current, total=p.entry_total, completed=p.entry_done,
                                 description=f"  {p.case_id[:70]}" if p.phase == "start" else f"  {p.entry_id}")
-                records.extend(p.records)
 
             try:
                 suite_run.execute(session, suite, mode, on_progress)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # what the run directory holds, backends of an unfinished case included
                 raise click.ClickException(
-                    f"interrupted: {len(records)} record(s) kept in {run.path}; "
+                    f"interrupted: {len(run.records())} record(s) kept in {run.path}; "
                     f"finish it with: aibench suite {suite_ref} --resume {run.path}"
                 ) from None
     finally:
