@@ -4,7 +4,9 @@ The same product as kernels/matmul.py, written the way Triton's tutorial 09 reac
 Hopper: the tensor memory accelerator (TMA) copies whole tiles from HBM to shared memory (no
 per-thread address arithmetic, no masks: out-of-bounds rows and columns read as zeros, stores are
 clipped), wgmma multiplies them, and a persistent grid of one program per SM walks the output
-tiles in grouped order, so no tile waits for a launch. It is the `triton.tma` backend of the
+tiles in grouped order, so no tile waits for a launch. The tile loop is flattened so that the
+pipeliner overlaps one tile's epilogue with the next tile's loads, and the epilogue may store C
+in two halves to leave shared memory for a deeper pipeline. It is the `triton.tma` backend of the
 `gemm` workload, and `matmul` races it against its pointer kernel on the first launch of each
 aligned fp16/bf16 prefill-sized shape on Hopper (`race`), keeping the faster when both agree
 (kernels/PERF.md: the pointer kernel is 0.87-0.89x cuBLAS on Llama-3.1 8B prefill shapes on an H200).
@@ -50,19 +52,29 @@ _ALIGN = 16  # bytes: TMA's alignment of a tensor's base address and of every st
 # 1. Autotune configs
 # ---------------------------------------------------------------------------------------------
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) for 2-byte inputs: tutorial 09's Hopper set.
-# Shared memory per program: stages * (BM + BN) * BK * 2 bytes of A/B tiles, plus the C tile the
-# TMA store reads from (BM * BN * 2): 128x256x64 with 3 stages is 144 + 64 = 208 KB of 227.
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, EPILOGUE_SUBTILE, FLATTEN) for 2-byte inputs:
+# tutorial 09's Hopper recipe. Shared memory per program: stages * (BM + BN) * BK * 2 bytes of A/B
+# tiles plus the C tile the TMA store reads from, BM * BN * 2 bytes, or half of it when the
+# epilogue stores C in two [BM, BN/2] halves (EPILOGUE_SUBTILE): 128x256x64 holds 3 stages with a
+# whole C tile (144 + 64 = 208 KB of 227) and 4 with halves (192 + 32 = 224 KB).
+# FLATTEN lets the software pipeliner run across the persistent loop's tiles (the next tile's
+# first loads overlap this tile's epilogue), as the tutorial does on Hopper (without warp
+# specialization). The unflattened 128x256x64 config, this kernel's earlier form, stays for the
+# autotuner to fall back on: neither form has run on a GPU yet (kernels/PERF.md).
 _TILES = (
-    (128, 256, 64, 8, 3),
-    (256, 128, 64, 8, 3),
-    (128, 128, 64, 8, 4),
-    (128, 128, 64, 4, 4),
-    (128, 64, 64, 4, 4),
-    (64, 128, 64, 4, 4),
+    (128, 256, 64, 8, 3, False, True),
+    (128, 256, 64, 8, 4, True, True),
+    (128, 256, 64, 8, 3, False, False),
+    (256, 128, 64, 8, 3, False, True),
+    (128, 128, 128, 8, 3, True, True),
+    (128, 128, 64, 8, 4, False, True),
+    (128, 128, 64, 4, 4, False, True),
+    (128, 64, 64, 4, 4, False, True),
+    (64, 128, 64, 4, 4, False, True),
 )
 _GROUP_M = 8
 _INTERPRETER_TILE = (16, 16, 16)
+_INTERPRETER_EPILOGUE = {"EPILOGUE_SUBTILE": False, "FLATTEN": False}  # the tests run both forms
 
 
 def _set_block_shapes(nargs: dict[str, Any]) -> None:
@@ -70,15 +82,22 @@ def _set_block_shapes(nargs: dict[str, Any]) -> None:
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
     nargs["a_desc"].block_shape = [bm, bk]
     nargs["b_desc"].block_shape = [bn, bk] if nargs["B_KMAJOR"] else [bk, bn]
-    nargs["c_desc"].block_shape = [bm, bn]
+    nargs["c_desc"].block_shape = [bm, bn // 2] if nargs["EPILOGUE_SUBTILE"] else [bm, bn]
 
 
 def _configs() -> list[Any]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": _GROUP_M},
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": _GROUP_M,
+                       "EPILOGUE_SUBTILE": subtile, "FLATTEN": flatten},
                       num_warps=warps, num_stages=stages, pre_hook=_set_block_shapes)
-        for bm, bn, bk, warps, stages in _TILES
+        for bm, bn, bk, warps, stages, subtile, flatten in _TILES
     ]
+
+
+def _smem_bytes(c: Any) -> int:
+    kw = c.kwargs
+    c_tile = kw["BLOCK_M"] * kw["BLOCK_N"] // (2 if kw["EPILOGUE_SUBTILE"] else 1)
+    return 2 * (c.num_stages * (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] + c_tile)
 
 
 def _fits(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]:
@@ -86,12 +105,7 @@ def _fits(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]
     smem = _max_shared_memory(named_args["a_desc"].base.device.index or 0)
     if smem is None:
         return configs
-
-    def need(c: Any) -> int:
-        kw = c.kwargs
-        return 2 * (c.num_stages * (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] + kw["BLOCK_M"] * kw["BLOCK_N"])
-
-    return [c for c in configs if need(c) <= smem] or [min(configs, key=need)]
+    return [c for c in configs if _smem_bytes(c) <= smem] or [min(configs, key=_smem_bytes)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,10 +113,24 @@ def _fits(configs: list[Any], named_args: dict[str, Any], **_: Any) -> list[Any]
 # ---------------------------------------------------------------------------------------------
 
 
+def _tile_offsets(tile, num_pid_m, num_pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  GROUP_M: tl.constexpr):
+    """Grouped order: GROUP_M tile rows swept column by column share their A rows and B columns in
+    L2, as kernels/matmul.py does."""
+    num_pid_in_group = GROUP_M * num_pid_n
+    first_pid_m = (tile // num_pid_in_group) * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + (tile % group_size_m)
+    pid_n = (tile % num_pid_in_group) // group_size_m
+    return pid_m * BLOCK_M, pid_n * BLOCK_N
+
+
 def _matmul_tma_kernel(
     a_desc, b_desc, c_desc,  # TMA descriptors of A [M, K], B ([N, K] if B_KMAJOR else [K, N]), C [M, N]
     M, N, K, M_BUCKET,  # sizes; M_BUCKET only keys the autotuner
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    EPILOGUE_SUBTILE: tl.constexpr,  # store C as two [BLOCK_M, BLOCK_N/2] halves: half the smem
+    FLATTEN: tl.constexpr,  # pipeline across the persistent loop's tiles, not only along K
     NUM_SMS: tl.constexpr,  # programs of the persistent grid (one per SM)
     B_KMAJOR: tl.constexpr,  # B is a transposed weight w.t(): its descriptor is over w [N, K]
     UPCAST: tl.constexpr,  # interpreter: multiply in fp32 (its bf16 dot is broken)
@@ -111,17 +139,13 @@ def _matmul_tma_kernel(
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
-    num_pid_in_group = GROUP_M * num_pid_n
-    # Persistent: program p takes tiles p, p + NUM_SMS, ... in grouped order (GROUP_M tile rows
-    # swept column by column share their A rows and B columns in L2), as kernels/matmul.py does.
-    for tile in tl.range(start, num_pid_m * num_pid_n, NUM_SMS):
-        group_id = tile // num_pid_in_group
-        first_pid_m = group_id * GROUP_M
-        group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-        pid_m = first_pid_m + (tile % group_size_m)
-        pid_n = (tile % num_pid_in_group) // group_size_m
-        off_m = pid_m * BLOCK_M
-        off_n = pid_n * BLOCK_N
+    # The epilogue walks its own copy of the tile counter (tutorial 09): with FLATTEN the
+    # pipeliner moves the next tile's loads ahead of this tile's store, and one counter used on
+    # both sides of that boundary would tie them together.
+    tile_c = start - NUM_SMS
+    # Persistent: program p takes tiles p, p + NUM_SMS, ...
+    for tile in tl.range(start, num_pid_m * num_pid_n, NUM_SMS, flatten=FLATTEN):
+        off_m, off_n = _tile_offsets(tile, num_pid_m, num_pid_n, BLOCK_M, BLOCK_N, GROUP_M)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for ki in range(k_tiles):
             off_k = ki * BLOCK_K
@@ -135,10 +159,19 @@ def _matmul_tma_kernel(
                 a = a.to(tl.float32)
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc)
-        c_desc.store([off_m, off_n], acc.to(c_desc.dtype))  # clipped at M and N
+        tile_c += NUM_SMS
+        off_cm, off_cn = _tile_offsets(tile_c, num_pid_m, num_pid_n, BLOCK_M, BLOCK_N, GROUP_M)
+        if EPILOGUE_SUBTILE:  # columns [0, BN/2) and [BN/2, BN) of the tile, each clipped at M and N
+            halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+            left, right = tl.split(halves)
+            c_desc.store([off_cm, off_cn], left.to(c_desc.dtype))
+            c_desc.store([off_cm, off_cn + BLOCK_N // 2], right.to(c_desc.dtype))
+        else:
+            c_desc.store([off_cm, off_cn], acc.to(c_desc.dtype))  # clipped at M and N
 
 
 if HAS_TMA:
+    _tile_offsets = triton.jit(_tile_offsets)
     _jit_kernel = triton.jit(_matmul_tma_kernel, do_not_specialize=["M_BUCKET"])
     _tuned = triton.autotune(
         configs=_configs(),
@@ -217,7 +250,7 @@ def launch_into(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> None:
     meta = {"NUM_SMS": sms, "B_KMAJOR": k_major, "UPCAST": _interpreting()}
     if _interpreting():
         bm, bn, bk = _INTERPRETER_TILE
-        config = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 2}
+        config = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 2, **_INTERPRETER_EPILOGUE}
         _set_block_shapes({"a_desc": a_desc, "b_desc": b_desc, "c_desc": c_desc, **config, **meta})
         grid = (min(sms, triton.cdiv(m, bm) * triton.cdiv(n, bn)),)
         _jit_kernel[grid](*args, **config, **meta)

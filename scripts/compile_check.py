@@ -68,14 +68,16 @@ def _matmul(label: str, in_ty: str, out_ty: str, bm: int, bn: int, bk: int, warp
                    num_stages=stages, expect_wgmma=tensor_cores and bm >= 64, ones=ones, ragged=ragged)
 
 
-def _matmul_tma(label: str, bm: int, bn: int, bk: int, warps: int, stages: int, k_major: bool) -> Variant:
+def _matmul_tma(label: str, bm: int, bn: int, bk: int, warps: int, stages: int, k_major: bool,
+                subtile: bool = False, flatten: bool = True) -> Variant:
     b_block = f"[{bn}, {bk}]" if k_major else f"[{bk}, {bn}]"
+    c_block = f"[{bm}, {bn // 2 if subtile else bn}]"
     return Variant("aibench.kernels.matmul_tma:_jit_kernel", label, {},
-                   {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "NUM_SMS": 132, "B_KMAJOR": k_major,
-                    "UPCAST": False},
+                   {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "EPILOGUE_SUBTILE": subtile,
+                    "FLATTEN": flatten, "NUM_SMS": 132, "B_KMAJOR": k_major, "UPCAST": False},
                    num_warps=warps, num_stages=stages, expect_wgmma=True, expect_tma=True,
                    descriptors={"a_desc": f"tensordesc<bf16[{bm}, {bk}]>", "b_desc": f"tensordesc<bf16{b_block}>",
-                                "c_desc": f"tensordesc<bf16[{bm}, {bn}]>"})
+                                "c_desc": f"tensordesc<bf16{c_block}>"})
 
 
 def _attention(label: str, dtype: str, d: int, bm: int, bn: int, causal: bool, warps: int, stages: int) -> Variant:
@@ -103,6 +105,8 @@ VARIANTS: tuple[Variant, ...] = (
             INDEX_64=True),
     _matmul("matmul fp32 TF32", "fp32", "fp32", 128, 128, 32, 8, 3, DOT_PRECISION="tf32"),
     _matmul_tma("matmul TMA persistent bf16 128x256x64, w.t()", 128, 256, 64, 8, 3, k_major=True),
+    _matmul_tma("matmul TMA bf16 128x256x64 s4, C halves, w.t()", 128, 256, 64, 8, 4, k_major=True, subtile=True),
+    _matmul_tma("matmul TMA bf16 128x256x64, not flattened", 128, 256, 64, 8, 3, k_major=True, flatten=False),
     _matmul_tma("matmul TMA persistent bf16 128x128x64, [K, N]", 128, 128, 64, 8, 4, k_major=False),
     Variant("aibench.kernels.splitk:_reduce_kernel", "split-K reduce fp32 -> bf16 (M = 1)",
             {"ws_ptr": "fp32", "c_ptr": "bf16"}, {"SPLIT_K": 4, "BLOCK": 512}, ones=("M", "stride_cn")),

@@ -42,6 +42,20 @@ def test_both_weight_layouts_match_float64(m: int, n: int, k: int, dtype: torch.
         assert rel_error(out, matmul_reference(a, rhs)) < tol
 
 
+@pytest.mark.parametrize("epilogue", [{"EPILOGUE_SUBTILE": True, "FLATTEN": True},
+                                      {"EPILOGUE_SUBTILE": False, "FLATTEN": True}])
+def test_split_epilogue_and_flattened_loop_match_float64(epilogue: dict[str, bool],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hopper configs' two forms: C stored as two column halves (the right half starts inside
+    N or past it: clipped), and the persistent loop flattened (the interpreter ignores the hint,
+    the epilogue's own tile counter must still land on the tile just computed)."""
+    monkeypatch.setattr(mt, "_INTERPRETER_EPILOGUE", epilogue)
+    for m, n, k in [(37, 24, 40), (129, 72, 24), (16, 8, 16)]:  # N % 16 == 8: a half-tile edge
+        a, w = randn(m, k, dtype=torch.float16, seed=4), randn(n, k, dtype=torch.float16, seed=5)
+        out = mt.matmul_tma(a, w.t())
+        assert rel_error(out, matmul_reference(a, w.t())) < 1e-3
+
+
 @pytest.mark.parametrize(
     ("a", "b", "out_dtype", "message"),
     [
@@ -69,11 +83,13 @@ def test_bad_inputs_raise_like_matmul() -> None:
 
 def test_pre_hook_sets_tile_shapes_for_each_layout() -> None:
     descs = {name: SimpleNamespace(block_shape=[16, 16]) for name in ("a_desc", "b_desc", "c_desc")}
-    tile = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}
+    tile = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "EPILOGUE_SUBTILE": False}
     mt._set_block_shapes({**descs, **tile, "B_KMAJOR": True})
     assert [d.block_shape for d in descs.values()] == [[128, 64], [256, 64], [128, 256]]
     mt._set_block_shapes({**descs, **tile, "B_KMAJOR": False})
     assert descs["b_desc"].block_shape == [64, 256]  # [BLOCK_K, BLOCK_N] tiles of a row-major B
+    mt._set_block_shapes({**descs, **tile, "B_KMAJOR": False, "EPILOGUE_SUBTILE": True})
+    assert descs["c_desc"].block_shape == [128, 128]  # C stored in two column halves
 
 
 def test_configs_are_pruned_by_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,11 +97,15 @@ def test_configs_are_pruned_by_shared_memory(monkeypatch: pytest.MonkeyPatch) ->
     args = {"a_desc": SimpleNamespace(base=torch.empty(1))}
     monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 232448)  # H100/H200: 227 KB per block
     kept = mt._fits(configs, args)
-    # 128x256x64 with 3 stages: 2 * (3 * 384 * 64 + 128 * 256) = 212992 bytes: fits.
+    # 128x256x64 with 3 stages: 2 * (3 * 384 * 64 + 128 * 256) = 212992 bytes; with 4 stages and
+    # C in halves: 2 * (4 * 384 * 64 + 128 * 128) = 229376 bytes. Both fit.
     assert len(kept) == len(configs)
+    assert {mt._smem_bytes(c) for c in configs if c.kwargs["BLOCK_N"] == 256} == {212992, 229376}
+    monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 213_000)
+    assert all(c.num_stages == 3 for c in mt._fits(configs, args) if c.kwargs["BLOCK_N"] == 256)
     monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 200_000)
-    assert {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in mt._fits(configs, args)} == {
-        (128, 128), (128, 64), (64, 128)}
+    assert {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in mt._fits(configs, args)} == {
+        (128, 128, 64), (128, 64, 64), (64, 128, 64)}
     monkeypatch.setattr(mt, "_max_shared_memory", lambda index: 1000)  # nothing fits: the smallest, to fail loudly
     (smallest,) = mt._fits(configs, args)
     assert (smallest.kwargs["BLOCK_M"], smallest.kwargs["BLOCK_N"]) in {(128, 64), (64, 128)}
