@@ -50,6 +50,7 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
       aibench report results/<run-id> --backend all --format csv > results.csv
     """
     from aibench.report import build_report, load_prices, render
+    from aibench.report.model import printable
     from aibench.runs import load_run
 
     fmt = output_format(fmt, out)
@@ -66,4 +67,5 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
             raise AibenchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
         err_console.print(f"report written to {out}", markup=False, highlight=False, emoji=False)
     for warning in report.warnings:
-        err_console.print(f"warning: {warning}", markup=False, highlight=False, emoji=False)
+        # A warning quotes the bundle (system name, skip reasons): no control sequence reaches the terminal.
+        err_console.print(f"warning: {printable(warning)}", markup=False, highlight=False, emoji=False)

@@ -7,6 +7,7 @@ nothing, so every field is read defensively and shown as text, never interpreted
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,11 +28,13 @@ from aibench.report.model import (
     Value,
     family_of,
     missing,
+    printable,
 )
 from aibench.runs import LoadedRun
 
 BACKEND_CHOICES = ("baseline", "all")
 NO_POWER = "no measured power"
+Key = tuple[str, str, str, str]  # a row: entry, workload, params as JSON, backend
 
 
 def _d(x: Any) -> dict[str, Any]:
@@ -43,7 +46,17 @@ def _text(x: Any, default: str = "not stated") -> str:
 
 
 def _number(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    """A finite number, else None: a hand-edited run directory can hold NaN or Infinity (strict JSON
+    and bundles cannot), and no table should show "nan" or build a cost on it."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _positive(x: Any) -> float | None:
+    """Energy per unit of work (or work per joule) is never 0 when it was measured."""
+    value = _number(x)
+    return value if value is not None and value > 0 else None
 
 
 def _system(run: LoadedRun, label: str) -> System:
@@ -92,7 +105,7 @@ def _selected(rec: dict[str, Any], backend: str) -> bool:
     return rec.get("backend") == backend
 
 
-def _key(rec: dict[str, Any]) -> tuple[str, str, str, str]:
+def _key(rec: dict[str, Any]) -> Key:
     params = json.dumps(rec.get("params") or {}, sort_keys=True, default=str)
     return (str(rec.get("entry") or ""), str(rec["workload"]), params, str(rec["backend"]))
 
@@ -103,12 +116,17 @@ def _energy(rec: dict[str, Any], family: Family) -> Energy:
         why = missing(f"not measured: {_text(tel.get('reason'), 'no telemetry')}")
         return Energy(why, why, why, family.energy_unit, None)
     power = _number(tel.get("avg_power_w"))
+    no_power = missing(NO_POWER)
+    if power is not None and power <= 0:
+        # An energy counter that did not advance over the window: no reading, not a free
+        # accelerator (and a cost per provisioned MW would divide by it).
+        no_power, power = missing(f"{NO_POWER} (the record's energy window reads {power:g} W)"), None
     per_unit = _d(tel.get("per_unit"))
     unit = family.energy_unit
     if f"j_per_{unit}" not in per_unit:  # a workload that declared other work: its first unit
         unit = next((k.removeprefix("j_per_") for k in per_unit if k.startswith("j_per_")), unit)
     plural = unit if unit in ("tflop", "gb") else f"{unit}s"
-    j, per_j = _number(per_unit.get(f"j_per_{unit}")), _number(per_unit.get(f"{plural}_per_j"))
+    j, per_j = _positive(per_unit.get(f"j_per_{unit}")), _positive(per_unit.get(f"{plural}_per_j"))
     no_j = missing(f"no energy per {unit or 'unit of work'} in the record")
     throttle = _d(tel.get("throttle"))
     reasons: tuple[str, ...] = ()
@@ -116,7 +134,7 @@ def _energy(rec: dict[str, Any], family: Family) -> Energy:
         seen = throttle.get("reasons_seen") if isinstance(throttle.get("reasons_seen"), list) else []
         reasons = tuple(str(r) for r in seen if r != "GpuIdle") or ("throttled",)
     method = tel.get("method") if isinstance(tel.get("method"), str) else None
-    return Energy(Value(power) if power is not None else missing(NO_POWER),
+    return Energy(Value(power) if power is not None else no_power,
                   Value(j) if j is not None else no_j, Value(per_j) if per_j is not None else no_j,
                   unit, method, reasons)
 
@@ -183,6 +201,38 @@ def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost
     )
 
 
+def _whole_entry_skips(runs: Sequence[LoadedRun], index: dict[Key, list[dict[str, Any] | None]]
+                       ) -> tuple[dict[tuple[Key, int], dict[str, Any]], set[Key]]:
+    """An entry skipped as a whole (one record, backend "*", the entry's id without the shape) stands
+    for every case of that entry on its system. Where another system measured the entry's cases,
+    the skip fills that system's empty cells there (its reason, not "not measured"), and the skip's
+    own row goes: it would say the measuring systems did not measure the entry.
+
+    Returns ((row key, system index) -> skip record, the keys of the rows to leave out)."""
+    whole: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for i, run in enumerate(runs):  # every record, whatever --backend shows: "*" covers all backends
+        for rec in run.records:
+            if rec.get("backend") == "*" and rec.get("status") == "skipped" and rec.get("entry"):
+                whole.setdefault((i, str(rec["workload"]), str(rec["entry"])), rec)
+    fills: dict[tuple[Key, int], dict[str, Any]] = {}
+    spread: set[int] = set()
+    for key, recs in index.items():
+        entry, workload, _, backend = key
+        if backend == "*" or not entry or not whole:
+            continue
+        # A case id is "<entry id>/k=v,...": the entry id is a prefix ending before a "/".
+        ids = [entry[:n] for n, ch in enumerate(entry) if ch == "/"] + [entry]
+        for i, rec in enumerate(recs):
+            skip = None if rec is not None else next(
+                (s for e in ids if (s := whole.get((i, workload, e))) is not None), None)
+            if skip is not None:
+                fills[(key, i)] = skip
+                spread.add(id(skip))
+    dropped = {key for key, recs in index.items()
+               if key[3] == "*" and all(r is None or id(r) in spread for r in recs)}
+    return fills, dropped
+
+
 def _system_cost(run: LoadedRun, prices: dict[str, tco.Prices]) -> SystemCost:
     p, note = tco.prices_for(prices, run.label, run.device_name)
     if p is None:
@@ -196,23 +246,26 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
     if not runs:
         raise UsageError("give at least one run directory or bundle")
     if backend not in BACKEND_CHOICES and not any(r.get("backend") == backend for run in runs for r in run.records):
-        seen = sorted({str(r.get("backend")) for run in runs for r in run.records})
+        seen = sorted({printable(r.get("backend")) for run in runs for r in run.records})  # quoted from runs
         raise UsageError(f"no record has backend {backend!r}; these runs have: {', '.join(seen) or 'none'} "
                          f"(or use baseline / all)")
     labels = _labels(runs)
     costs = [_system_cost(run, prices) for run in runs] if prices is not None else [None] * len(runs)
     systems = [_system(run, label) for run, label in zip(runs, labels)]
     systems = [replace(s, cost=c) for s, c in zip(systems, costs)]
-    index: dict[tuple[str, str, str, str], list[dict[str, Any] | None]] = {}
+    index: dict[Key, list[dict[str, Any] | None]] = {}
     for i, run in enumerate(runs):
         for rec in run.records:
             if _selected(rec, backend):
                 slot = index.setdefault(_key(rec), [None] * len(runs))
                 if slot[i] is None:  # a repeated measurement: the first one counts
                     slot[i] = rec
+    fills, dropped = _whole_entry_skips(runs, index)
     order: dict[str, int] = {}  # rows grouped by family (first appearance), refs numbered in that order
     planned = []
     for key, recs in index.items():
+        if key in dropped:
+            continue
         metric_keys = {k for r in recs if r is not None for k in _d(r.get("metrics"))}
         family = family_of(key[1], metric_keys)
         planned.append((order.setdefault(family.name, len(order)), key, recs, family))
@@ -225,6 +278,7 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
             ref = _number(_d(first.get("metrics")).get(family.metrics[0].key))
         cells: list[Cell | None] = []
         for i, rec in enumerate(recs):
+            rec = rec if rec is not None else fills.get((key, i))
             if rec is None:
                 cells.append(None)
                 continue
@@ -234,6 +288,9 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
         rows.append(Row(sample.get("entry"), key[1], key[3], _d(sample.get("params")), family, tuple(cells)))
     shown = [[r for r in run.records if _selected(r, backend)] for run in runs]
     return Report(tuple(systems), tuple(rows), tuple(_warnings(runs, systems, shown)), backend, prices_source)
+
+
+_SAID_BY_THE_REPORT = ("preview: ", "not_comparable: ", "interpreted: ", "throttled: ")
 
 
 def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
@@ -249,8 +306,9 @@ def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
         if not s.complete and not any("incomplete" in w for w in run.warnings):
             out.append(f"{s.label}: the run is INCOMPLETE: some measurements are missing")
         # Verification repeats a warning per record: say each once, with how many records it concerns.
-        # Its preview / not-comparable findings are what the line above already says, louder.
-        counts = Counter(w for w in run.warnings if not w.startswith(("preview: ", "not_comparable: ")))
+        # Its preview / not-comparable findings are what the line above already says, louder; its
+        # interpreted / throttled ones are what the lines below say, counting the records shown.
+        counts = Counter(w for w in run.warnings if not w.startswith(_SAID_BY_THE_REPORT))
         out += [f"{s.label}: {w}" + (f" ({n} records)" if n > 1 else "") for w, n in counts.items()]
         interpreted = sum(1 for r in records if r.get("interpreted"))
         if interpreted:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aibench.report.model import Report, Row
+from aibench.report.model import Report, Row, printable
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable
@@ -32,7 +32,8 @@ class Chart:
 
 
 def _short(text: str, n: int = 60) -> str:
-    text = " ".join(text.split())
+    # Control characters drawn as escapes: matplotlib's missing-glyph warning would quote them raw.
+    text = printable(" ".join(text.split()))
     return text if len(text) <= n else text[: n - 1] + "…"
 
 

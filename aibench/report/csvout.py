@@ -2,7 +2,8 @@
 
 Numbers are written in full precision in the record's own units; an unavailable number is an
 empty cell with its reason in the matching *_unavailable column (never 0). Text comes from
-hostile runs: a cell a spreadsheet would run as a formula gets a leading quote.
+hostile runs: a cell a spreadsheet would run as a formula gets a leading quote, and control
+characters other than newline and tab are written as escapes (the CSV may be printed on a terminal).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 
-from aibench.report.model import Report, Value
+from aibench.report.model import Report, Value, printable
 
 COLUMNS = (
     "system", "device", "entry", "workload", "backend", "params", "status", "reason", "median_s", "rel_noise",
@@ -40,7 +41,10 @@ def render_csv(report: Report) -> str:
     for row, system, cell in report.cells():
         metric = row.family.metrics[0] if row.family.metrics else None
         key = cell.values[0] if cell.values else None
-        value_why = "" if key is not None and key.ok else (key.reason if key else f"status {cell.status}")
+        if key is not None:
+            value_why = "" if key.ok else key.reason
+        else:  # an ok record of a workload whose family has no metric has no reason in its status
+            value_why = f"status {cell.status}" if cell.status != "ok" else "no headline metric"
         e, c = cell.energy, cell.cost
         tokens = c is not None and row.family.cost_basis == "tokens"
         cost_why = ""
@@ -57,5 +61,5 @@ def render_csv(report: Report) -> str:
             _v(c.per_work_eur) if c else "", c.per_work_label if c else "", _v(c.per_mw) if c else "", cost_why,
             system.run_id, system.source, cell.record_id,
         )
-        writer.writerow([guard(v) for v in values])
+        writer.writerow([guard(printable(v, keep="\n\t") if isinstance(v, str) else v) for v in values])
     return buf.getvalue()

@@ -21,6 +21,7 @@ from aibench.report.model import (
     energy_view,
     metric_texts,
     prices_texts,
+    printable,
     ratio_text,
 )
 
@@ -31,7 +32,14 @@ def _environment() -> Any:
     except ImportError:  # a runtime dependency; a broken install still gets one clear line
         raise AibenchError("HTML reports need jinja2 (pip install 'jinja2>=3.1')") from None
     return jinja2.Environment(loader=jinja2.PackageLoader("aibench.report", "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              finalize=_inert)
+
+
+def _inert(value: Any) -> Any:
+    """Every printed value: autoescaping stops markup, not terminal control sequences (the page can
+    go to stdout), so those are written as escapes too."""
+    return printable(value, keep="\n\t") if isinstance(value, str) else value
 
 
 def _title(system: System, cell: Cell) -> str:

@@ -17,6 +17,7 @@ from aibench.report.model import (
     energy_view,
     metric_texts,
     prices_texts,
+    printable,
     ratio_text,
 )
 
@@ -30,7 +31,7 @@ BACKEND_NOTE = {
 
 def md(value: object) -> str:
     """One line of inert Markdown text: safe inside a table cell, a heading or a list item."""
-    text = " ".join(str(value).split())  # newlines (and \r, tabs) would end a table row
+    text = printable(" ".join(str(value).split()))  # newlines (and \r, tabs) would end a table row
     return html.escape(text, quote=False).translate(_SPECIAL)
 
 

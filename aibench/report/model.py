@@ -65,6 +65,11 @@ LLM_SERVE = Family("LLM serving", (
     Metric("goodput_rps", "goodput", "req/s"),
 ), "token", "tokens")
 VISION = Family("Vision", (_IMAGES,), "image", "images")
+# nccl-tests' busbw first: it is comparable across GPU counts and collectives (algbw is not).
+COLLECTIVES = Family("Collectives: across the node's GPUs", (
+    Metric("busbw_gbps", "bus bandwidth", "GB/s"),
+    Metric("algbw_gbps", "algorithm bandwidth", "GB/s"),
+), "collective")
 _OTHER_CANDIDATES = ((_TFLOPS, "tflop", "pflop"), (_TOKENS, "token", "tokens"), (_IMAGES, "image", "images"),
                      (_GBPS, "gb", None))
 
@@ -80,6 +85,8 @@ def family_of(workload: str, metric_keys: set[str]) -> Family:
         return known[workload]
     if workload.startswith("vision."):
         return VISION
+    if workload.startswith("collective."):
+        return COLLECTIVES
     for metric, unit, basis in _OTHER_CANDIDATES:
         if metric.key in metric_keys:
             return Family(f"Other: {workload}", (metric,), unit, basis)
@@ -202,6 +209,17 @@ def params_text(params: dict[str, Any]) -> str:
 # --- formatting shared by every renderer ---------------------------------------------------------
 
 
+def printable(text: object, keep: str = "") -> str:
+    """Text from a run with its control characters written as escapes (ESC as "\\x1b"): a verified
+    bundle can still carry ANSI sequences in a system name or a reason, and a report printed on a
+    terminal must not let them clear the screen or recolour the lines after them. `keep`: the
+    characters a format can hold as they are (a CSV cell keeps its newlines)."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii") for ch in s)
+
+
 def num(x: float) -> str:
     """A readable number: thousands separated, three or four significant digits below."""
     if x >= 1000:
@@ -257,7 +275,7 @@ def energy_texts(e: Energy) -> list[str]:
     unit = energy_unit_name(e.unit)
     if not e.avg_power_w.ok and e.j_per_unit.reason == e.avg_power_w.reason:  # one reason, said once
         return [show(e.avg_power_w), "unavailable", "unavailable", "-", "-"]
-    plural = f"{unit}s" if e.unit in ("token", "image") else unit
+    plural = unit if e.unit in ("tflop", "gb") else f"{unit}s"  # TFLOP/J, GB/J; tokens/J, collectives/J
     return [show(e.avg_power_w, "W"), show(e.j_per_unit, f"J/{unit}"), show(e.units_per_j, f"{plural}/J"),
             (e.method or "-").replace("integrated_power", "integrated power"),
             ", ".join(e.throttle) if e.throttle else "no"]
