@@ -244,3 +244,11 @@ def test_serving_and_vision_families_and_their_cost_basis(tmp_path: Path) -> Non
     assert vision.cost.per_mw.value == pytest.approx(units_per_provisioned_mw(20000.0, 400.0, 1.3), rel=1e-15)
     other = row_of(report, "custom.thing")
     assert other.family.metrics[0].key == "tokens_per_s" and other.family.name == "Other: custom.thing"
+
+
+def test_a_prices_entry_no_system_takes_is_a_warning(tmp_path: Path) -> None:
+    typo = "NVIDIA H100 80GB"  # the device is "NVIDIA H100 80GB HBM3": a near miss, costed nowhere
+    report = build_report(two_systems(tmp_path), {H200: PRICES[H200], typo: PRICES[H100]}, prices_source="p.toml")
+    assert [w for w in report.warnings if "prices entry" in w] == [
+        f"prices entry '{typo}' in p.toml matches no system of this report"]
+    assert not any("prices entry" in w for w in build_report(two_systems(tmp_path / "b"), PRICES).warnings)

@@ -72,6 +72,8 @@ def test_cost_table_lists_measured_records_of_priced_systems_only(tmp_path: Path
     cost_rows = [line for line in tco.splitlines() if line.startswith("| ") and "EUR/h" in line]
     assert cost_rows and all(f"| {H100} |" in line for line in cost_rows)
     assert "decode-70b" not in tco  # skipped: nothing to cost
+    energy = text.split("## Energy")[1].split("## Total cost of ownership")[0]
+    assert "decode-70b" not in energy and "| decode |" in energy  # no energy window, no energy row
 
 
 def test_html_escapes_everything_hostile(tmp_path: Path, hostile: Path) -> None:

@@ -287,7 +287,16 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
         sample = next(r for r in recs if r is not None)
         rows.append(Row(sample.get("entry"), key[1], key[3], _d(sample.get("params")), family, tuple(cells)))
     shown = [[r for r in run.records if _selected(r, backend)] for run in runs]
-    return Report(tuple(systems), tuple(rows), tuple(_warnings(runs, systems, shown)), backend, prices_source)
+    warnings = _warnings(runs, systems, shown) + _unused_prices(prices, costs, prices_source)
+    return Report(tuple(systems), tuple(rows), tuple(warnings), backend, prices_source)
+
+
+def _unused_prices(prices: dict[str, tco.Prices] | None, costs: Sequence[SystemCost | None],
+                   source: str | None) -> list[str]:
+    """A prices entry no system took is most often a typo of a system's name: said, not ignored."""
+    used = {c.note for c in costs if c is not None and c.prices is not None}
+    return [f"prices entry {printable(key)!r} in {source or 'the prices file'} matches no system of this report"
+            for key in (prices or {}) if key not in used]
 
 
 _SAID_BY_THE_REPORT = ("preview: ", "not_comparable: ", "interpreted: ", "throttled: ")

@@ -289,17 +289,19 @@ def cost_texts(c: Cost) -> list[str]:
 
 
 def energy_view(report: Report) -> tuple[list[tuple[Row, System, Cell]], list[tuple[System, str]]]:
-    """Energy rows of the systems that measured any, and (system, why not) for those that measured none."""
+    """Energy rows (measured records) of the systems that measured any energy, and (system, why not)
+    for those that measured none. A skipped or failed record has no energy window: its row would
+    only repeat, as an energy reason, what the results table already says."""
     measured, unmeasured = set(), []
     for i, system in enumerate(report.systems):
-        cells = [c for row in report.rows if (c := row.cells[i]) is not None]
+        cells = [c for row in report.rows if (c := row.cells[i]) is not None and c.status == "ok"]
         if any(c.energy.measured for c in cells):
             measured.add(i)
         else:
             reasons = sorted({c.energy.avg_power_w.reason or "" for c in cells})
-            unmeasured.append((system, "; ".join(reasons) or "no records"))
+            unmeasured.append((system, "; ".join(reasons) or "no measured records"))
     rows = [(row, report.systems[i], c) for row in report.rows for i, c in enumerate(row.cells)
-            if c is not None and i in measured]
+            if c is not None and c.status == "ok" and i in measured]
     return rows, unmeasured
 
 
