@@ -3,10 +3,15 @@
 A change is called only when it is both large and real (methods.md, "Deciding slower in CI"):
 the medians differ by at least `threshold` (5% by default) AND a two-sided Mann-Whitney U test
 on the raw samples gives p < `alpha` (0.002, asv's bound). A large difference the test cannot
-confirm is `noise`, never a regression. A measurement that worked in the base and failed or
-became invalid in the new run is `broken`, which fails CI like a slowdown. Runs measured on
-different devices are refused unless asked for (pyperf refuses them too): a comparison across
-hardware is a procurement report, not a regression test.
+confirm is `noise`, never a regression (its reason says when the sample counts, not the spread,
+made the test powerless). A measurement that worked in the base and failed or became invalid in
+the new run, or that fails in the new run and has no base, is `broken`, which fails CI like a
+slowdown. One that worked in the base and was not measured in the new run (skipped now, its
+workload skipped as a whole, or never reached by an interrupted run) is `lost`, which fails too:
+a gate must not pass on a measurement it did not make, and a kernel that crashes the suite
+process leaves exactly that. Runs measured on different devices are refused unless asked for
+(pyperf refuses them too): a comparison across hardware is a procurement report, not a
+regression test.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from aibench import stats
 from aibench.errors import UsageError
 from aibench.runs import LoadedRun
 
-VERDICTS = ("slower", "broken", "faster", "same", "noise", "missing", "new", "not_comparable")
-FAILING = frozenset({"slower", "broken"})
+_NO_POWER = "samples: the test cannot reach"  # how a powerless `noise` reason reads
+
+VERDICTS = ("slower", "broken", "lost", "faster", "same", "noise", "missing", "new", "not_comparable")
+FAILING = frozenset({"slower", "broken", "lost"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class CompareResult:
     new: str
     comparisons: list[Comparison]
     warnings: list[str] = field(default_factory=list)
+    options: CompareOptions = field(default_factory=CompareOptions)
 
     @property
     def failing(self) -> list[Comparison]:
@@ -69,13 +77,16 @@ class CompareResult:
         return stats.geomean(ratios) if ratios else None
 
     def counts(self) -> dict[str, int]:
+        """Every verdict, zeros included: a CI script reads counts["slower"] without a KeyError."""
         out = dict.fromkeys(VERDICTS, 0)
         for c in self.comparisons:
             out[c.verdict] += 1
-        return {k: v for k, v in out.items() if v}
+        return out
 
     def as_dict(self) -> dict[str, Any]:
+        # The rule applied travels with the verdicts: a JSON file alone says what "slower" meant.
         return {"base": self.base, "new": self.new, "regression": bool(self.failing),
+                "threshold": self.options.threshold, "alpha": self.options.alpha,
                 "geomean_ratio": self.geomean_ratio, "counts": self.counts(), "warnings": self.warnings,
                 "comparisons": [c.as_dict() for c in self.comparisons]}
 
@@ -87,38 +98,109 @@ def record_key(rec: dict[str, Any]) -> str:
 
 def judge(base: list[float], new: list[float], options: CompareOptions) -> tuple[str, float, float]:
     """(verdict, new/base median ratio, p-value) of two timing sample sets. Pure."""
+    verdict, ratio, p, _ = _judge(base, new, options)
+    return verdict, ratio, p
+
+
+def _judge(base: list[float], new: list[float], options: CompareOptions) -> tuple[str, float, float, str]:
+    """`judge` and why a large change is only `noise`."""
     ratio = stats.median(new) / stats.median(base)
-    _, p = stats.mann_whitney_u(base, new)
-    if ratio >= 1 + options.threshold:
-        return ("slower" if p < options.alpha else "noise"), ratio, p
-    if ratio <= 1 / (1 + options.threshold):
-        return ("faster" if p < options.alpha else "noise"), ratio, p
-    return "same", ratio, p
+    u_base, p = stats.mann_whitney_u(base, new)
+    if ratio < 1 + options.threshold and ratio > 1 / (1 + options.threshold):
+        return "same", ratio, p, ""
+    slower = ratio > 1
+    if p >= options.alpha:
+        least = stats.mann_whitney_min_p(len(base), len(new))
+        if least >= options.alpha:
+            # Not the spread: at these sample counts no data at all could pass the test.
+            return "noise", ratio, p, (f"{len(base)} and {len(new)} {_NO_POWER} p < {options.alpha:g} "
+                                       f"with so few (smallest possible p {least:.2g})")
+        return "noise", ratio, p, f"not significant (p = {p:.2g} >= {options.alpha:g})"
+    # U of the base counts the (base, new) pairs where the base is the larger. A two-sided test
+    # is also significant for a shift against the medians' direction (bimodal samples): that is
+    # evidence of a change, not of this one.
+    if slower == (u_base > len(base) * len(new) / 2):
+        return "noise", ratio, p, "the medians and the rank test disagree on the direction of the change"
+    return ("slower" if slower else "faster"), ratio, p, ""
 
 
-def _pair(key: str, b: dict[str, Any] | None, n: dict[str, Any] | None, options: CompareOptions) -> Comparison:
+def _median(rec: dict[str, Any]) -> float:
+    """The median of the samples themselves: the one the verdict compares, never a stored copy
+    that a hand-edited or foreign record may contradict."""
+    return stats.median(rec["timing"]["samples_s"])
+
+
+def _pair(key: str, b: dict[str, Any] | None, n: dict[str, Any] | None, options: CompareOptions,
+          absent: str | None = None) -> Comparison:
+    """`absent`: why a base record without a partner in the new run was not measured there
+    (None: the new run simply has no such measurement)."""
     some = n or b
     assert some is not None
     head = {"key": key, "workload": some["workload"], "backend": some["backend"]}
     if b is None:
+        if n is not None and n["status"] in ("failed", "invalid"):
+            # Nothing to compare it with, but a kernel added broken is still a broken kernel.
+            return Comparison(**head, verdict="broken", reason=f"only in the new run, {n['status']}: {n.get('reason')}")
         return Comparison(**head, verdict="new", reason="only in the new run")
     if n is None:
+        if absent is not None and b["status"] == "ok":
+            return Comparison(**head, verdict="lost", base_median_s=_median(b), reason=absent)
         return Comparison(**head, verdict="missing", reason="only in the base run")
     if b["status"] != "ok":
         return Comparison(**head, verdict="not_comparable", reason=f"base is {b['status']}: {b.get('reason')}")
     if n["status"] != "ok":
-        verdict = "broken" if n["status"] in ("failed", "invalid") else "not_comparable"
-        return Comparison(**head, verdict=verdict, base_median_s=b["timing"]["median"],
+        verdict = {"failed": "broken", "invalid": "broken", "skipped": "lost"}.get(n["status"], "not_comparable")
+        return Comparison(**head, verdict=verdict, base_median_s=_median(b),
                           reason=f"new is {n['status']}: {n.get('reason')}")
     methods = (b["timing"].get("method"), n["timing"].get("method"))
     if methods[0] != methods[1]:
         # A CUDA-graph replay has no launch gaps that per-call events have: the ratio would
         # measure the change of method (a newer suite version), not the code or the hardware.
-        return Comparison(**head, verdict="not_comparable", base_median_s=b["timing"]["median"],
-                          new_median_s=n["timing"]["median"], reason=f"timed differently: {methods[0]} vs {methods[1]}")
-    verdict, ratio, p = judge(b["timing"]["samples_s"], n["timing"]["samples_s"], options)
-    return Comparison(**head, verdict=verdict, base_median_s=b["timing"]["median"],
-                      new_median_s=n["timing"]["median"], ratio=ratio, p_value=p)
+        return Comparison(**head, verdict="not_comparable", base_median_s=_median(b),
+                          new_median_s=_median(n), reason=f"timed differently: {methods[0]} vs {methods[1]}")
+    flushed = (b["timing"].get("l2_flush"), n["timing"].get("l2_flush"))
+    if None not in flushed and flushed[0] != flushed[1]:
+        # Same reason: from a warm L2 a memory-bound kernel runs up to twice as fast.
+        state = {True: "L2 flushed", False: "L2 warm"}
+        return Comparison(**head, verdict="not_comparable", base_median_s=_median(b), new_median_s=_median(n),
+                          reason=f"timed differently: {state[bool(flushed[0])]} vs {state[bool(flushed[1])]}")
+    verdict, ratio, p, reason = _judge(b["timing"]["samples_s"], n["timing"]["samples_s"], options)
+    return Comparison(**head, verdict=verdict, base_median_s=_median(b),
+                      new_median_s=_median(n), ratio=ratio, p_value=p, reason=reason)
+
+
+def _suite_entry(run: LoadedRun) -> dict[str, str]:
+    """Case id (a record's `entry`, e.g. `gemm-sq/m=1`) -> the suite entry it was planned from."""
+    suite = run.manifest.get("suite")
+    entries = suite.get("entries") if isinstance(suite, dict) else None
+    out: dict[str, str] = {}
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("entry"), str):
+            out[e["id"]] = e["entry"]
+    return out
+
+
+def _absent_reasons(base: LoadedRun, new: LoadedRun, same_plan: bool) -> dict[str, str]:
+    """Base record key -> why the new run did not measure it, for those it should have.
+
+    A whole-entry skip record (backend "*", written when the workload cannot load or the entry
+    is skipped as a whole) stands for every shape and backend the base measured under that
+    entry, when both runs planned the same suite version in the same mode (otherwise the skip
+    may be the configuration's: `quick.skip`, a newer suite); an incomplete run never reached
+    what it lacks.
+    """
+    skipped = {r.get("entry"): r for r in new.records
+               if same_plan and r["backend"] == "*" and r["status"] == "skipped"}
+    entry_of = _suite_entry(base)
+    out: dict[str, str] = {}
+    for r in base.records:
+        case = r.get("entry")
+        star = skipped.get(case) or skipped.get(entry_of.get(case or ""))
+        if case and star is not None:
+            out[record_key(r)] = f"new skips the whole entry {star.get('entry')!r}: {star.get('reason')}"
+        elif not new.manifest.get("complete"):
+            out[record_key(r)] = "not measured: the new run is incomplete (interrupted before it)"
+    return out
 
 
 def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None = None) -> CompareResult:
@@ -135,14 +217,32 @@ def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None
         if run.manifest.get("preview") or not run.manifest.get("comparable", True):
             warnings.append(f"{which} is a preview run: its numbers are not comparable across machines")
     suites = [run.manifest.get("suite") or {} for run in (base, new)]
-    if suites[0].get("name") == suites[1].get("name") and suites[0].get("version") != suites[1].get("version"):
+    if suites[0].get("name") != suites[1].get("name"):
+        # `aibench run` output (no suite) or another suite: most measurements will not pair.
+        warnings.append(f"different suites: {suites[0].get('name')!r} vs {suites[1].get('name')!r}; "
+                        "only the measurements both ran are compared")
+    elif suites[0].get("version") != suites[1].get("version"):
         warnings.append(f"suite {suites[0].get('name')!r} versions differ ({suites[0].get('version')} vs "
                         f"{suites[1].get('version')}): entries and timing methods may have changed")
+    if suites[0].get("mode") != suites[1].get("mode") and suites[0] and suites[1]:
+        warnings.append(f"suite modes differ ({suites[0].get('mode')} vs {suites[1].get('mode')}): "
+                        "other shapes and stopping rules")
     if base.manifest.get("environment_sha256") != new.manifest.get("environment_sha256"):
         warnings.append("the environment fingerprints differ (versions, driver or clocks changed)")
     b = {record_key(r): r for r in base.records}
     n = {record_key(r): r for r in new.records}
     keys = list(b) + [k for k in n if k not in b]
-    comparisons = [_pair(k, b.get(k), n.get(k), options) for k in keys]
+    same_plan = all(suites[0].get(k) == suites[1].get(k) for k in ("name", "version", "mode"))
+    absent = _absent_reasons(base, new, same_plan)
+    comparisons = [_pair(k, b.get(k), n.get(k), options, absent.get(k)) for k in keys]
     comparisons.sort(key=lambda c: (c.verdict not in FAILING, -(c.ratio or 0.0)))
-    return CompareResult(base.source, new.source, comparisons, warnings)
+    powerless = [c for c in comparisons if c.verdict == "noise" and _NO_POWER in c.reason]
+    if powerless:
+        # Timings rarely tie: the count that lets distinct, fully separated samples pass.
+        need = next(k for k in range(2, 10_000)
+                    if stats.mann_whitney_u([float(i) for i in range(k)], [float(k + i) for i in range(k)])[1]
+                    < options.alpha)
+        warnings.append(f"{len(powerless)} measurement(s) have too few samples for the test to reach p < "
+                        f"{options.alpha:g}: no change there can be called, however large (raise the suite's "
+                        f"min_samples: at least {need} a side)")
+    return CompareResult(base.source, new.source, comparisons, warnings, options)

@@ -59,6 +59,10 @@ def percentile(samples: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(values) - 1)
     frac = pos - lo
+    if frac == 0 or values[lo] == values[hi]:
+        # An order statistic itself: interpolating with weight 0 towards an infinite neighbour
+        # would give inf * 0 = nan.
+        return values[lo]
     return values[lo] + (values[hi] - values[lo]) * frac
 
 
@@ -204,3 +208,15 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
         return u1, 1.0
     z = max(abs(u1 - n1 * n2 / 2) - 0.5, 0.0) / math.sqrt(var)
     return u1, min(1.0, math.erfc(z / math.sqrt(2)))
+
+
+def mann_whitney_min_p(n1: int, n2: int) -> float:
+    """The smallest p-value `mann_whitney_u` can return for samples of sizes n1 and n2.
+
+    Reached at complete separation with each side constant (the tie correction then shrinks the
+    variance most). When it is not below a significance bound, no data of these sizes can pass
+    it: the test has no power there, whatever the change.
+    """
+    if n1 < 1 or n2 < 1:
+        raise ValueError(f"need at least 1 sample a side, got {n1} and {n2}")
+    return mann_whitney_u([0.0] * n1, [1.0] * n2)[1]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from aibench import stats
 from aibench.cli import cli
-from aibench.compare import CompareOptions, compare_runs, judge
+from aibench.compare import VERDICTS, CompareOptions, compare_runs, judge
 from aibench.errors import UsageError
 from aibench.records import Record
 from aibench.rundir import RunDir
@@ -122,7 +122,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     import json
 
     data = json.loads(ok.output)
-    assert data["regression"] is False and data["counts"] == {"same": 1}
+    assert data["regression"] is False and data["counts"] == {**dict.fromkeys(VERDICTS, 0), "same": 1}
     missing = runner.invoke(cli, ["compare", str(base), str(tmp_path / "nope")])
     assert missing.exit_code == 2
 

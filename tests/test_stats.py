@@ -98,3 +98,14 @@ def test_bootstrap_ci_width_matches_the_median_standard_error(n: int) -> None:
     assert lo <= stats.median(data) <= hi
     expected = 2 * 1.96 * stats.MEDIAN_SE_FACTOR / math.sqrt(n)
     assert 0.8 * expected < hi - lo < 1.2 * expected
+
+
+def test_an_infinite_sample_does_not_turn_the_median_into_nan() -> None:
+    """`1e400` in a JSON record reads as inf (the schema's `> 0` lets it through): interpolating
+    with a zero weight gave 2 + (inf - 2) * 0 = nan, so the median of [1, 2, inf] was nan and
+    every verdict built on it was meaningless."""
+    inf = math.inf
+    assert stats.median([1.0, 2.0, inf]) == 2.0
+    assert stats.percentile([1.0, inf, inf], 50) == inf
+    assert stats.percentile([1.0, 2.0, inf], 75) == inf  # halfway to inf is inf
+    assert stats.median([1.0, 3.0]) == 2.0

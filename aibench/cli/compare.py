@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from aibench.cli.common import console, err_console, print_json
 
-_STYLE = {"slower": "red", "broken": "red", "faster": "green", "noise": "yellow", "missing": "yellow",
+_STYLE = {"slower": "red", "broken": "red", "lost": "red", "faster": "green", "noise": "yellow", "missing": "yellow",
           "new": "cyan", "not_comparable": "dim", "same": ""}
+
+
+def _ratio(r: float) -> str:
+    """Three decimals, or scientific notation below 0.001: a ratio is never shown as 0."""
+    return f"{r:.3f}" if r >= 0.001 else f"{r:.2e}"
 
 
 @click.command("compare")
@@ -29,6 +35,9 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
                     allow_different_devices: bool, no_fail: bool, json_: bool) -> None:
     """Compare two runs (directories or bundles); exit 1 on a statistically real slowdown.
 
+    Also exit 1 when a measurement broke (failed or invalid) or was lost (measured in BASE, not
+    in NEW: skipped now, or never reached by an interrupted run). Exit 2: usage error.
+
     \b
     Examples:
       aibench compare results/main-run results/pr-run
@@ -42,26 +51,30 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
     if json_:
         print_json(result.as_dict())
     else:
-        table = Table(title=f"{base} -> {new}")
+        table = Table(title=escape(f"{base} -> {new}"))
         for column in ("measurement", "backend", "verdict", "base", "new", "new/base", "p"):
-            table.add_column(column, justify="right" if column in ("base", "new", "new/base", "p") else "left")
+            # A key differs from its neighbours at its end (a sweep's last parameter): wrap it,
+            # never cut it, or a CI log names a regression no one can find.
+            table.add_column(column, justify="right" if column in ("base", "new", "new/base", "p") else "left",
+                             overflow="fold" if column == "measurement" else "ellipsis")
         for c in result.comparisons:
             style = _STYLE.get(c.verdict, "")
+            # Keys hold `[params]` and reasons hold error text: data, never rich markup.
             table.add_row(
-                c.key, c.backend, f"[{style}]{c.verdict}[/{style}]" if style else c.verdict,
+                escape(c.key), escape(c.backend), f"[{style}]{c.verdict}[/{style}]" if style else c.verdict,
                 f"{c.base_median_s * 1e3:.4g} ms" if c.base_median_s else "-",
                 f"{c.new_median_s * 1e3:.4g} ms" if c.new_median_s else "-",
-                f"{c.ratio:.3f}" if c.ratio else (c.reason[:60] or "-"),
+                _ratio(c.ratio) if c.ratio else (escape(c.reason[:60]) or "-"),
                 f"{c.p_value:.1e}" if c.p_value is not None else "-",
             )
         console.print(table)
         geo = result.geomean_ratio
-        counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
-        console.print(f"{counts}; geometric mean new/base: {geo:.3f}" if geo else counts)
+        counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+        console.print(f"{counts}; geometric mean new/base: {_ratio(geo)}" if geo else counts)
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if result.failing and not no_fail:
         raise click.ClickException(
-            f"{len(result.failing)} measurement(s) got slower or broke "
-            f"(threshold {threshold:.0%}, p < {alpha})"
+            f"{len(result.failing)} measurement(s) got slower, broke or were not measured "
+            f"(threshold {threshold * 100:g}%, p < {alpha:g})"
         )
