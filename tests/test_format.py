@@ -44,3 +44,21 @@ def test_small_measured_values_keep_their_digits_and_none_renders() -> None:
     text = _render([rec])
     assert "0.000381" in text and "0.0123" in text and "0.00062x" in text
     assert "0.0 " not in text and "0.00x" not in text
+
+
+def test_brackets_in_labels_and_reasons_are_text_not_markup() -> None:
+    rec = {"workload": "memory.copy", "entry": None, "params": {"mib": 8}, "backend": "torch", "status": "failed",
+           "reason": "RuntimeError: in [/opt/x.py] at [bold]", "timing": None, "metrics": {},
+           "telemetry": {"available": False}}
+    text = _render([rec])  # an unescaped "[/opt/x.py]" is a closing tag rich cannot match: MarkupError
+    assert "[/opt/x.py]" in text and "[bold]" in text
+
+
+def test_plan_table_keeps_case_ids_with_brackets() -> None:
+    from aibench.cli.format import plan_table
+
+    console = Console(width=200, record=True)
+    console.print(plan_table([{"case": "gemm[m=1]", "workload": "gemm", "backends": ["torch"], "timer": {},
+                               "skip_reason": "needs [/dev/nvidia0]"}]))
+    text = console.export_text()
+    assert "gemm[m=1]" in text and "needs [/dev/nvidia0]" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from aibench.report.model import num, ratio
@@ -49,7 +50,7 @@ def _energy(rec: dict[str, Any]) -> str:
     throttle = tel.get("throttle") or {}
     if throttle.get("throttled"):
         reasons = [r for r in throttle.get("reasons_seen") or [] if r != "GpuIdle"]
-        parts.append("[red]throttled: " + ",".join(reasons) + "[/red]")
+        parts.append("[red]throttled: " + escape(",".join(reasons)) + "[/red]")
     return " ".join(parts) or "-"
 
 
@@ -70,13 +71,14 @@ def records_table(records: list[dict[str, Any]], title: str = "results") -> Tabl
         style = _STATUS_STYLE.get(status, "")
         status_cell = f"[{style}]{status}[/{style}]"
         if status != "ok" and rec.get("reason"):
-            status_cell += f"\n[dim]{rec['reason'][:120]}[/dim]"
+            status_cell += f"\n[dim]{escape(rec['reason'][:120])}[/dim]"
         median = _fmt_time(timing["median"]) if timing.get("median") else "-"
         noise = f"±{timing['rel_noise'] * 100:.1f}%" if timing.get("rel_noise") is not None else "-"
         metrics = rec.get("metrics") or {}
         cells = [fmt(metrics[key]) if metrics.get(key) is not None else "-" for key, _, fmt in present]
         label = rec.get("entry") or rec["workload"] + " " + ",".join(f"{k}={v}" for k, v in rec["params"].items())
-        table.add_row(label, rec["backend"], status_cell, median, noise, *cells, _energy(rec))
+        # Labels carry "[params]" and reasons quote paths: data, never rich markup.
+        table.add_row(escape(label), escape(rec["backend"]), status_cell, median, noise, *cells, _energy(rec))
     return table
 
 
@@ -92,5 +94,6 @@ def plan_table(rows: list[dict[str, Any]], title: str = "plan") -> Table:
         backends = r["backends"] if isinstance(r["backends"], str) else ", ".join(r["backends"])
         timing = ", ".join(f"{k}={v}" for k, v in r["timer"].items()) or "suite rules"
         skip = r["skip_reason"]
-        table.add_row(r["case"], r["workload"], backends, timing, f"[yellow]{skip}[/yellow]" if skip else "")
+        table.add_row(escape(r["case"]), escape(r["workload"]), escape(backends), escape(timing),
+                      f"[yellow]{escape(skip)}[/yellow]" if skip else "")
     return table
