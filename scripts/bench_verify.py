@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         samples = [random.uniform(1e-3, 2e-3) for _ in range(10_000)]
-        timing = {**record()["timing"], "samples_s": samples, "n": len(samples)}
+        timing = {**record()["timing"], "samples_s": samples, "n": len(samples), "total_s": sum(samples)}
         extra = [record(entry="copy", id=f"copy-{i}", timing=timing) for i in range(args.records)]
         files = run_files(records=default_records() + extra)
         chunk = 4 << 20  # several CSVs, as a long run with telemetry has

@@ -30,7 +30,12 @@ def _codes(report: VerifyReport, severity: str) -> set[str]:
 
 
 def _timing(**changes: Any) -> dict[str, Any]:
+    """The helper record's timing with `changes`; new samples bring their own n and total_s
+    (verify checks both against the samples) unless a change sets them."""
     timing = copy.deepcopy(record()["timing"])
+    samples = changes.get("samples_s")
+    if isinstance(samples, list) and samples and all(isinstance(x, (int, float)) for x in samples):
+        timing.update(n=len(samples), total_s=sum(samples))
     timing.update(changes)
     return timing
 
@@ -120,9 +125,10 @@ def test_too_few_samples_is_an_error(tmp_path: Path) -> None:
 
 
 def test_short_but_converged_is_fine_short_unconverged_is_not(tmp_path: Path) -> None:
-    ok = _verify(tmp_path, records=[record(timing=_timing(total_s=0.1)), *default_records()[1:]])
+    short = [1e-3] * 100  # 0.1 s of samples, under the manifest's min_time_s = 0.5
+    ok = _verify(tmp_path, records=[record(timing=_timing(samples_s=short)), *default_records()[1:]])
     assert ok.valid and not ok.findings
-    bad = _verify(tmp_path, records=[record(timing=_timing(total_s=0.1, converged=False, stop_reason="timeout")),
+    bad = _verify(tmp_path, records=[record(timing=_timing(samples_s=short, converged=False, stop_reason="timeout")),
                                      *default_records()[1:]])
     assert _codes(bad, "error") == {"min_duration"} and _codes(bad, "warning") == {"not_converged"}
 

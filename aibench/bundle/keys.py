@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -68,6 +68,8 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
         raise BundleError(f"{path}: encrypted private keys are not supported") from None
     except ValueError as e:
         raise BundleError(f"{path}: not a PEM private key ({e})") from None
+    except UnsupportedAlgorithm as e:  # well-formed PEM of an algorithm cryptography does not know
+        raise BundleError(f"{path}: not an Ed25519 key ({e})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(f"{path}: not an Ed25519 key (make one with `aibench bundle keygen`)")
     return key
@@ -78,6 +80,8 @@ def parse_public_key(data: bytes, source: str) -> Ed25519PublicKey:
         key = serialization.load_pem_public_key(data)
     except ValueError as e:
         raise BundleError(f"{source}: not a PEM public key ({e})") from None
+    except UnsupportedAlgorithm as e:  # e.g. bundle.pub of a hostile bundle: must stay a finding, not a crash
+        raise BundleError(f"{source}: not an Ed25519 public key ({e})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError(f"{source}: not an Ed25519 public key")
     return key

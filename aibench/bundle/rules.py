@@ -7,6 +7,7 @@ what a reader of the results must know (a skipped entry, a noisy or throttled me
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -103,7 +104,14 @@ def _timing_findings(rec: dict[str, Any], rules: dict[str, Any]) -> list[Finding
     if timing is None:
         return [error("timing_missing", "status ok but no timing", member=RECORDS, record=rid)]
     out: list[Finding] = []
-    n, total_s, converged = timing["n"], timing["total_s"], timing["converged"]
+    # The rules judge the raw samples, not the n and total_s written next to them: the timer
+    # derives both from the samples, so a record whose claims disagree with them was edited.
+    samples = timing["samples_s"]
+    n, total_s, converged = len(samples), sum(samples), timing["converged"]
+    if timing["n"] != n or not math.isclose(timing["total_s"], total_s, rel_tol=1e-9):
+        out.append(error("timing_inconsistent", f"timing states {timing['n']} samples over "
+                         f"{timing['total_s']:.6g} s, but its raw samples are {n} over {total_s:.6g} s",
+                         member=RECORDS, record=rid))
     long_enough = total_s >= rules["min_time_s"] or converged
     if n < rules["min_samples"] or not long_enough:
         out.append(error("min_duration", f"{n} samples over {total_s:.3g} s: the rules ask for at least "

@@ -82,8 +82,8 @@ def signature_findings(blobs: dict[str, bytes], pubkey: Ed25519PublicKey | None,
         return [error("signature_malformed", "bundle.sig is not a base64 Ed25519 signature", member=SIGNATURE)]
     embedded, out = _embedded_key(blobs.get(PUBLIC_KEY))
     if pubkey is not None:
-        summary["signer"] = keys.fingerprint(pubkey)
         if keys.signature_ok(pubkey, signature, message):
+            summary["signer"] = keys.fingerprint(pubkey)  # only a key the signature matched is a signer
             return out
         hint = ""
         if embedded is not None and keys.fingerprint(embedded) != keys.fingerprint(pubkey):
@@ -102,12 +102,19 @@ def signature_findings(blobs: dict[str, bytes], pubkey: Ed25519PublicKey | None,
                           member=SIGNATURE)]
 
 
-def _summary_of_run(docs: RunDocuments, summary: dict[str, Any]) -> None:
-    summary["records"] = docs.record_lines
-    statuses: dict[str, int] = {}
-    for rec in docs.records:
-        statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
-    summary["statuses"] = statuses
+# Every key of `summary` is always there (null when the bundle did not let verify learn it):
+# scripts read it by key, and a broken bundle must not turn that into a KeyError.
+_SUMMARY_FACTS = ("aibench_version", "signed", "signer", "records", "statuses", "run_id", "suite", "complete",
+                  "preview", "comparable")
+
+
+def _summary_of_run(docs: RunDocuments, has_records: bool, summary: dict[str, Any]) -> None:
+    if has_records:  # no records.jsonl is not "0 records": the count stays null
+        summary["records"] = docs.record_lines
+        statuses: dict[str, int] = {}
+        for rec in docs.records:
+            statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+        summary["statuses"] = statuses
     if docs.manifest is not None:
         m = docs.manifest
         summary.update(run_id=shown(m["run_id"]), suite=None if m["suite"] is None else shown(m["suite"]["name"]),
@@ -135,7 +142,7 @@ def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
     findings.extend(signature_findings(contents.blobs, pubkey, summary))
     docs = parse_run(contents.blobs, limits.max_json_depth)
     findings.extend(docs.findings)
-    _summary_of_run(docs, summary)
+    _summary_of_run(docs, RECORDS in contents.blobs, summary)
     if docs.manifest is not None and RECORDS in contents.blobs:  # no records: rules would only say "missing"
         findings.extend(run_findings(docs.manifest, docs.records, contents.digests))
     return docs
@@ -160,7 +167,7 @@ def verify_and_read(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str
     contents = read_bundle(path, _KEEP, limits)
     findings = list(contents.findings)
     summary: dict[str, Any] = {"members": len(contents.digests), "compressed_bytes": contents.compressed_bytes,
-                               "uncompressed_bytes": contents.inflated_bytes}
+                               "uncompressed_bytes": contents.inflated_bytes, **dict.fromkeys(_SUMMARY_FACTS)}
     docs = None
     if contents.complete:  # after a fatal finding the rest would only be noise about missing members
         docs = _check(contents, pubkey, limits, findings, summary)

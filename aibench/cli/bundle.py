@@ -92,7 +92,7 @@ def _parse_limits(pairs: tuple[str, ...]) -> Limits:
             value = float(text) if known[name] == "float" else int(text)
         except ValueError:
             raise click.BadParameter(f"{pair!r}: {text!r} is not a number", param_hint="--limit") from None
-        if value <= 0:
+        if not value > 0:  # NaN fails every comparison: `<= 0` would let it through
             raise click.BadParameter(f"{pair!r}: limits are positive", param_hint="--limit")
         values[name] = value
     return replace(Limits(), **values)
@@ -132,7 +132,8 @@ def verify_command(ctx: click.Context, bundle: Path, pubkey: Path | None, limits
         if report.warnings:
             console.print(_findings_table(f"{len(report.warnings)} warning(s)", "bold yellow", report.warnings))
         s = report.summary
-        facts = ", ".join(f"{k}={escape(str(s[k]))}" for k in ("run_id", "suite", "records", "signer") if k in s)
+        facts = ", ".join(f"{k}={escape(str(s[k]))}" for k in ("run_id", "suite", "records", "signer")
+                          if s.get(k) is not None)
         verdict = "[bold green]VALID[/]" if report.valid else "[bold red]INVALID[/]"
         console.print(f"{verdict} {escape(str(bundle))}: {len(report.errors)} error(s), "
                       f"{len(report.warnings)} warning(s)" + (f" ({facts})" if facts else ""), soft_wrap=True)
