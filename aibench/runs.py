@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from aibench.errors import AibenchError, BundleError, UsageError
 from aibench.records import read_jsonl, validate
 from aibench.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSION
+
+if TYPE_CHECKING:  # the bundle code (cryptography) loads only when a bundle is read
+    from aibench.bundle.verify import Keys
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class LoadedRun:
     manifest: dict[str, Any]
     records: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)  # what verification or loading noticed
+    signature: str = "none: a run directory is not signed"  # who signed it, as far as verify knows
 
     @property
     def label(self) -> str:
@@ -62,11 +66,12 @@ def _manifest_type_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def load_run(path: str | Path, pubkey: str | Path | None = None) -> LoadedRun:
-    """A run directory or a `.tar.gz` bundle. Raises AibenchError naming what is wrong."""
+def load_run(path: str | Path, pubkey: Keys = None) -> LoadedRun:
+    """A run directory or a `.tar.gz` bundle. Raises AibenchError naming what is wrong.
+    `pubkey`: the trusted key or keys (a bundle must be signed by one of them)."""
     p = Path(path)
     if p.is_dir():
-        return _load_dir(p, pubkey is not None)
+        return _load_dir(p, bool(pubkey))
     if p.is_file():
         return _load_bundle(p, pubkey)
     raise UsageError(f"{path}: no such run directory or bundle")
@@ -102,19 +107,28 @@ def _load_dir(path: Path, key_given: bool = False) -> LoadedRun:
     return LoadedRun(str(path), manifest, records, warnings)
 
 
-def _load_bundle(path: Path, pubkey: str | Path | None) -> LoadedRun:
-    from aibench.bundle.keys import load_public_key
-    from aibench.bundle.verify import verify_and_read
+def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
+    from aibench.bundle.verify import keyring, verify_and_read
 
-    key = None
-    if pubkey is not None:
-        try:
-            key = load_public_key(pubkey)
-        except BundleError as exc:  # the user's own key file: a usage error (exit 2), not a bad bundle
-            raise UsageError(str(exc)) from None
-    report, docs = verify_and_read(path, key)
+    try:
+        trusted = keyring(pubkey)
+    except BundleError as exc:  # the user's own key file: a usage error (exit 2), not a bad bundle
+        raise UsageError(str(exc)) from None
+    report, docs = verify_and_read(path, trusted)
     if not report.valid or docs is None or docs.manifest is None:
         first = "; ".join(f"{f.code}: {f.message}" for f in report.errors[:3]) or "no run inside"
         raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
     warnings = [f"{f.code}: {f.message}" for f in report.warnings]
-    return LoadedRun(str(path), docs.manifest, docs.records, warnings)
+    return LoadedRun(str(path), docs.manifest, docs.records, warnings, _signature(report.summary, bool(trusted)))
+
+
+def _signature(summary: dict[str, Any], checked: bool) -> str:
+    """A reader's one-line answer to "who vouches for these numbers?"."""
+    signer = summary.get("signer")
+    if not summary.get("signed"):
+        return "unsigned"
+    if checked and signer:
+        return f"verified: {signer}"
+    if signer:
+        return f"not checked: the key carried in the bundle, {signer} (pass --pubkey)"
+    return "not checked (pass --pubkey)"

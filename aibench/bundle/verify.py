@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,6 +34,20 @@ from aibench.errors import BundleError
 
 _KEEP = frozenset({BUNDLE_JSON, SIGNATURE, PUBLIC_KEY, MANIFEST, RECORDS})
 _SIGNATURE_BYTES = 64  # Ed25519
+
+KeyLike = Ed25519PublicKey | str | os.PathLike
+# The keys a buyer trusts: one key, or several (a report over bundles of several vendors, each
+# signing with its own key); a bundle verifies when one of them made its signature.
+Keys = KeyLike | Sequence[KeyLike] | None
+
+
+def keyring(pubkeys: Keys) -> tuple[Ed25519PublicKey, ...]:
+    """The trusted keys as loaded keys. Raises BundleError when a path is not an Ed25519 public key."""
+    if pubkeys is None:
+        return ()
+    if isinstance(pubkeys, (Ed25519PublicKey, str, os.PathLike)):
+        pubkeys = [pubkeys]
+    return tuple(k if isinstance(k, Ed25519PublicKey) else keys.load_public_key(k) for k in pubkeys)
 
 
 def integrity_findings(files: dict[str, dict[str, Any]], digests: dict[str, MemberDigest]) -> list[Finding]:
@@ -66,12 +81,13 @@ def _embedded_key(blob: bytes | None) -> tuple[Ed25519PublicKey | None, list[Fin
         return None, [warning("bad_embedded_key", str(e), member=PUBLIC_KEY)]
 
 
-def signature_findings(blobs: dict[str, bytes], pubkey: Ed25519PublicKey | None,
+def signature_findings(blobs: dict[str, bytes], trusted: tuple[Ed25519PublicKey, ...],
                        summary: dict[str, Any]) -> list[Finding]:
+    """`trusted`: the keys the reader gave (empty: none); one of them must have signed."""
     message, sig_blob = blobs[BUNDLE_JSON], blobs.get(SIGNATURE)
     summary["signed"] = sig_blob is not None
     if sig_blob is None:
-        if pubkey is not None:
+        if trusted:
             return [error("signature_missing", "the bundle is not signed, but a public key was given")]
         return [warning("unsigned", "the bundle is not signed: anyone could have made or changed it")]
     try:
@@ -81,15 +97,17 @@ def signature_findings(blobs: dict[str, bytes], pubkey: Ed25519PublicKey | None,
     if len(signature) != _SIGNATURE_BYTES:
         return [error("signature_malformed", "bundle.sig is not a base64 Ed25519 signature", member=SIGNATURE)]
     embedded, out = _embedded_key(blobs.get(PUBLIC_KEY))
-    if pubkey is not None:
-        if keys.signature_ok(pubkey, signature, message):
-            summary["signer"] = keys.fingerprint(pubkey)  # only a key the signature matched is a signer
-            return out
+    if trusted:
+        for pubkey in trusted:
+            if keys.signature_ok(pubkey, signature, message):
+                summary["signer"] = keys.fingerprint(pubkey)  # only a key the signature matched is a signer
+                return out
+        given = ", ".join(keys.fingerprint(k) for k in trusted)
         hint = ""
-        if embedded is not None and keys.fingerprint(embedded) != keys.fingerprint(pubkey):
-            hint = f" (the bundle names signer {keys.fingerprint(embedded)}, you gave {keys.fingerprint(pubkey)})"
-        return [*out, error("signature_invalid", "the signature does not match the given public key" + hint,
-                            member=SIGNATURE)]
+        if embedded is not None and all(keys.fingerprint(embedded) != keys.fingerprint(k) for k in trusted):
+            hint = f" (the bundle names signer {keys.fingerprint(embedded)}, you gave {given})"
+        which = "the given public key" if len(trusted) == 1 else f"any of the {len(trusted)} given public keys"
+        return [*out, error("signature_invalid", f"the signature does not match {which}" + hint, member=SIGNATURE)]
     if embedded is None:
         return [*out, warning("signature_unchecked", "signed, but not checked: pass the signer's public key "
                               "(--pubkey) to know who signed it", member=SIGNATURE)]
@@ -121,7 +139,7 @@ def _summary_of_run(docs: RunDocuments, has_records: bool, summary: dict[str, An
                        complete=m["complete"], preview=m["preview"], comparable=m["comparable"])
 
 
-def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
+def _check(contents: Contents, trusted: tuple[Ed25519PublicKey, ...], limits: Limits,
            findings: list[Finding], summary: dict[str, Any]) -> RunDocuments | None:
     blob = contents.blobs.get(BUNDLE_JSON)
     if blob is None:
@@ -139,7 +157,7 @@ def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
         return None
     summary["aibench_version"] = shown(doc["aibench_version"])
     findings.extend(integrity_findings(doc["files"], contents.digests))
-    findings.extend(signature_findings(contents.blobs, pubkey, summary))
+    findings.extend(signature_findings(contents.blobs, trusted, summary))
     docs = parse_run(contents.blobs, limits.max_json_depth)
     findings.extend(docs.findings)
     _summary_of_run(docs, RECORDS in contents.blobs, summary)
@@ -148,27 +166,26 @@ def _check(contents: Contents, pubkey: Ed25519PublicKey | None, limits: Limits,
     return docs
 
 
-def verify(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.PathLike[str] | None = None,
-           limits: Limits | None = None) -> VerifyReport:
+def verify(path: str | os.PathLike[str], pubkey: Keys = None, limits: Limits | None = None) -> VerifyReport:
     """Check the bundle at `path`; never raises for anything inside the bundle (that is a finding).
+    `pubkey`: the trusted key, or several (the signature must match one of them).
 
-    Raises BundleError only when `pubkey` is a path that cannot be read as an Ed25519 public key.
+    Raises BundleError only when a key path cannot be read as an Ed25519 public key.
     """
     return verify_and_read(path, pubkey, limits)[0]
 
 
-def verify_and_read(path: str | os.PathLike[str], pubkey: Ed25519PublicKey | str | os.PathLike[str] | None = None,
+def verify_and_read(path: str | os.PathLike[str], pubkey: Keys = None,
                     limits: Limits | None = None) -> tuple[VerifyReport, RunDocuments | None]:
     """`verify`, also handing back the run's manifest and schema-valid records (read in memory,
     in the same single pass) for readers such as `compare` and `report`."""
     limits = limits or Limits()
-    if pubkey is not None and not isinstance(pubkey, Ed25519PublicKey):
-        pubkey = keys.load_public_key(pubkey)
+    trusted = keyring(pubkey)
     contents = read_bundle(path, _KEEP, limits)
     findings = list(contents.findings)
     summary: dict[str, Any] = {"members": len(contents.digests), "compressed_bytes": contents.compressed_bytes,
                                "uncompressed_bytes": contents.inflated_bytes, **dict.fromkeys(_SUMMARY_FACTS)}
     docs = None
     if contents.complete:  # after a fatal finding the rest would only be noise about missing members
-        docs = _check(contents, pubkey, limits, findings, summary)
+        docs = _check(contents, trusted, limits, findings, summary)
     return VerifyReport(str(path), capped(findings), summary), docs

@@ -100,13 +100,14 @@ def _parse_limits(pairs: tuple[str, ...]) -> Limits:
 
 @bundle_group.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="The signer's public key (KEY.pub): without it the signature proves nothing.")
+@click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="The signer's public key (KEY.pub): without it the signature proves nothing. Repeat it "
+                   "to accept any of several signers.")
 @click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
               help="Change a reader limit, e.g. max_total_bytes=4294967296 (see aibench.bundle.Limits).")
 @click.option("--json", "json_", is_flag=True, help="Print {valid, errors, warnings, summary} as JSON.")
 @click.pass_context
-def verify_command(ctx: click.Context, bundle: Path, pubkey: Path | None, limits: tuple[str, ...],
+def verify_command(ctx: click.Context, bundle: Path, pubkeys: tuple[Path, ...], limits: tuple[str, ...],
                    json_: bool) -> None:
     """Check a bundle offline: integrity, signature, schemas and run rules (exit 1 when invalid).
 
@@ -114,16 +115,15 @@ def verify_command(ctx: click.Context, bundle: Path, pubkey: Path | None, limits
     Example:
       aibench bundle verify h100-run.tar.gz --pubkey vendor.key.pub
     """
-    from aibench.bundle import load_public_key, verify
+    from aibench.bundle import verify
+    from aibench.bundle.verify import keyring
 
     reader_limits = _parse_limits(limits)
-    public = None
-    if pubkey is not None:
-        try:
-            public = load_public_key(pubkey)
-        except BundleError as e:
-            raise click.BadParameter(str(e), param_hint="--pubkey") from None
-    report = verify(bundle, public, reader_limits)
+    try:
+        trusted = keyring(pubkeys)
+    except BundleError as e:
+        raise click.BadParameter(str(e), param_hint="--pubkey") from None
+    report = verify(bundle, trusted, reader_limits)
     if json_:
         print_json(report.to_dict())
     else:

@@ -26,12 +26,13 @@ def _ratio(r: float) -> str:
               help="Smallest relative change of the median that counts (0.05 = 5%).")
 @click.option("--alpha", type=float, default=0.002, show_default=True,
               help="Significance bound of the Mann-Whitney U test on the raw samples.")
-@click.option("--pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Public key that signed the bundles (bundles are verified before they are read).")
+@click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Public key that signed the bundles (bundles are verified before they are read); repeat it "
+                   "for bundles of several signers: each must be signed by one of the keys.")
 @click.option("--allow-different-devices", is_flag=True, help="Compare runs from different GPUs anyway.")
 @click.option("--no-fail", is_flag=True, help="Exit 0 even when something got slower.")
 @click.option("--json", "json_", is_flag=True, help="Print the verdicts as JSON.")
-def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubkey: Path | None,
+def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubkeys: tuple[Path, ...],
                     allow_different_devices: bool, no_fail: bool, json_: bool) -> None:
     """Compare two runs (directories or bundles); exit 1 on a statistically real slowdown.
 
@@ -47,7 +48,7 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
     from aibench.runs import load_run
 
     options = CompareOptions(threshold=threshold, alpha=alpha, allow_different_devices=allow_different_devices)
-    result = compare_runs(load_run(base, pubkey), load_run(new, pubkey), options)
+    result = compare_runs(load_run(base, pubkeys), load_run(new, pubkeys), options)
     if json_:
         print_json(result.as_dict())
     else:

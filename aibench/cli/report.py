@@ -35,17 +35,18 @@ def output_format(fmt: str | None, out: Path | None) -> str:
               help="Output format (default: from -o's extension, else md).")
 @click.option("--backend", default="baseline", show_default=True,
               help="baseline (the vendor library: measures the hardware), all, or one backend's name.")
-@click.option("--pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Public key that signed the bundles (bundles are verified before they are read).")
+@click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Public key that signed the bundles (bundles are verified before they are read); repeat it "
+                   "for bundles of several signers: each must be signed by one of the keys.")
 def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | None, fmt: str | None,
-                   backend: str, pubkey: Path | None) -> None:
+                   backend: str, pubkeys: tuple[Path, ...]) -> None:
     """Compare systems for procurement: headline metrics, energy and cost, every number traceable.
 
     The first run is the reference of every ratio.
 
     \b
     Examples:
-      aibench report acme-h100.tar.gz acme-h200.tar.gz --pubkey vendor.key.pub
+      aibench report acme-h100.tar.gz beta-h200.tar.gz --pubkey acme.pub --pubkey beta.pub
       aibench report results/<run-a> results/<run-b> --tco examples/prices.toml -o report.html
       aibench report results/<run-id> --backend all --format csv > results.csv
     """
@@ -55,7 +56,7 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
 
     fmt = output_format(fmt, out)
     prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read
-    loaded = [load_run(path, pubkey) for path in runs]
+    loaded = [load_run(path, pubkeys) for path in runs]
     report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None)
     text = render(report, fmt)
     if out is None:

@@ -84,6 +84,7 @@ def _system(run: LoadedRun, label: str) -> System:
         complete=m.get("complete") is True, preview=m.get("preview") is not False,
         comparable=m.get("comparable") is True,
         description_missing=len(missing_fields) if isinstance(missing_fields, list) else 0,
+        signature=run.signature,
     )
 
 

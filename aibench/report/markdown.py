@@ -61,7 +61,7 @@ def _systems(report: Report) -> list[str]:
         ("suite sha256", lambda s: s.suite_sha256 or "not stated"), ("run id", lambda s: s.run_id),
         ("created", lambda s: s.created_at), ("complete", lambda s: "yes" if s.complete else "NO"),
         ("comparable", lambda s: "NO (preview)" if s.preview else ("yes" if s.comparable else "NO")),
-        ("source", lambda s: s.source),
+        ("source", lambda s: s.source), ("signature", lambda s: s.signature),
     ]
     rows = [[name, *(get(s) for s in report.systems)] for name, get in fields]
     return ["## Systems", "", *_table(["", *(s.label for s in report.systems)], rows)]

@@ -180,6 +180,7 @@ class System:
     comparable: bool
     description_missing: int  # required system-description fields nobody gave
     cost: SystemCost | None = None
+    signature: str = "not stated"  # LoadedRun.signature: verified signer, unchecked or unsigned
 
 
 @dataclass(frozen=True)
