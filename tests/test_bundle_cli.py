@@ -79,3 +79,11 @@ def test_pack_domain_error_exits_1(tmp_path: Path) -> None:
     (run / "link").symlink_to(run / "manifest.json")
     code, out = _invoke("pack", run, "-o", tmp_path / "b.tar.gz")
     assert code == 1 and "symbolic link" in out
+
+
+def test_packing_an_interrupted_run_warns_that_the_bundle_will_not_verify(tmp_path: Path) -> None:
+    run = write_run_dir(tmp_path, run_files(manifest(complete=False, finished_at=None)))
+    code, out = _invoke("pack", run, "-o", tmp_path / "b.tar.gz")
+    assert code == 0 and "incomplete run" in out and f"--resume {run}" in out
+    code, out = _invoke("pack", write_run_dir(tmp_path / "done"), "-o", tmp_path / "c.tar.gz")
+    assert code == 0 and "incomplete" not in out

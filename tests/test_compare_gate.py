@@ -5,6 +5,7 @@ Found by running `aibench suite ci` twice and hand-editing the records of the se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -251,3 +252,19 @@ def test_an_entry_skipped_by_another_suite_mode_or_version_is_only_missing(tmp_p
     for suite in ({"name": "ci", "version": "1.2.0", "mode": "quick"}, {"name": "ci", "version": "1.3.0", "mode": "full"}):
         new = run_dir(tmp_path / suite["mode"] / suite["version"], [star], suite=suite)
         assert verdicts(base, new)["nc::gemm[m=1]/torch"] == "missing"
+
+
+def test_a_duplicated_measurement_counts_once_its_first_record_as_in_report(tmp_path: Path) -> None:
+    base = run_dir(tmp_path / "b", [rec("gemm-sq", "torch", s=samples(1.0))])
+    new = run_dir(tmp_path / "n", [rec("gemm-sq", "torch", s=samples(1.0, seed=1)),
+                                   rec("gemm-sq", "torch", s=samples(2.0, seed=2))])  # a repeat, twice as slow
+    (c,) = compare_runs(load_run(base), load_run(new)).comparisons
+    assert c.verdict == "same" and c.new_median_s == pytest.approx(1.0, rel=0.02)
+
+
+def test_control_characters_in_record_ids_reach_the_terminal_as_escapes(tmp_path: Path) -> None:
+    evil = rec("gemm-sq", "torch", s=samples(1.0))
+    evil = dataclasses.replace(evil, id="gemm\x1b[2J[m=1]/torch")
+    base, new = run_dir(tmp_path / "b", [evil]), run_dir(tmp_path / "n", [evil])
+    out = CliRunner().invoke(cli, ["compare", str(base), str(new)]).output
+    assert "\x1b" not in out and "gemm\\x1b[2J[m=1]" in out

@@ -6,6 +6,7 @@ unreadable key).
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,19 @@ def pack_command(run_dir: Path, out: Path, key: Path | None) -> None:
             raise click.BadParameter(str(e), param_hint="--key") from None
     path = pack(run_dir, out, key=private)
     click.echo(f"wrote {path} ({'signed' if private else 'unsigned'}, {path.stat().st_size} bytes)")
+    if not _run_complete(run_dir):
+        click.echo(f"warning: {run_dir} is an incomplete run (interrupted): this bundle will not verify "
+                   "(run_incomplete) and report/compare refuse it; finish the run with `aibench suite ... "
+                   f"--resume {run_dir}` and pack it again", err=True)
+
+
+def _run_complete(run_dir: Path) -> bool:
+    """What the run's manifest says; an unreadable one is verify's to report, not pack's."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(manifest, dict) or manifest.get("complete") is not False
 
 
 def _findings_table(title: str, style: str, findings: tuple[Finding, ...]) -> Table:

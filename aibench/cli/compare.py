@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aibench.cli.common import console, err_console, print_json
+from aibench.text import printable
 
 _STYLE = {"slower": "red", "broken": "red", "lost": "red", "faster": "green", "noise": "yellow", "missing": "yellow",
           "new": "cyan", "not_comparable": "dim", "same": ""}
@@ -62,10 +63,11 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
             style = _STYLE.get(c.verdict, "")
             # Keys hold `[params]` and reasons hold error text: data, never rich markup.
             table.add_row(
-                escape(c.key), escape(c.backend), f"[{style}]{c.verdict}[/{style}]" if style else c.verdict,
+                escape(printable(c.key)), escape(printable(c.backend)),
+                f"[{style}]{c.verdict}[/{style}]" if style else c.verdict,
                 f"{c.base_median_s * 1e3:.4g} ms" if c.base_median_s else "-",
                 f"{c.new_median_s * 1e3:.4g} ms" if c.new_median_s else "-",
-                _ratio(c.ratio) if c.ratio else (escape(c.reason[:60]) or "-"),
+                _ratio(c.ratio) if c.ratio else (escape(printable(c.reason[:60])) or "-"),
                 f"{c.p_value:.1e}" if c.p_value is not None else "-",
             )
         console.print(table)
@@ -73,7 +75,7 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
         counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
         console.print(f"{counts}; geometric mean new/base: {_ratio(geo)}" if geo else counts)
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(printable(warning))}")
     if result.failing and not no_fail:
         raise click.ClickException(
             f"{len(result.failing)} measurement(s) got slower, broke or were not measured "

@@ -51,8 +51,8 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
       aibench report results/<run-id> --backend all --format csv > results.csv
     """
     from aibench.report import build_report, load_prices, render
-    from aibench.report.model import printable
     from aibench.runs import load_run
+    from aibench.text import printable
 
     fmt = output_format(fmt, out)
     prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read

@@ -28,9 +28,9 @@ from aibench.report.model import (
     Value,
     family_of,
     missing,
-    printable,
 )
 from aibench.runs import LoadedRun
+from aibench.text import printable
 
 BACKEND_CHOICES = ("baseline", "all")
 NO_POWER = "no measured power"

@@ -21,9 +21,9 @@ from aibench.report.model import (
     energy_view,
     metric_texts,
     prices_texts,
-    printable,
     ratio_text,
 )
+from aibench.text import printable
 
 
 def _environment() -> Any:

@@ -17,9 +17,9 @@ from aibench.report.model import (
     energy_view,
     metric_texts,
     prices_texts,
-    printable,
     ratio_text,
 )
+from aibench.text import printable
 
 # `$` too: GitHub renders $...$ as math.
 _SPECIAL = str.maketrans({"|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "$": "\\$", "\\": "\\\\"})

@@ -210,17 +210,6 @@ def params_text(params: dict[str, Any]) -> str:
 # --- formatting shared by every renderer ---------------------------------------------------------
 
 
-def printable(text: object, keep: str = "") -> str:
-    """Text from a run with its control characters written as escapes (ESC as "\\x1b"): a verified
-    bundle can still carry ANSI sequences in a system name or a reason, and a report printed on a
-    terminal must not let them clear the screen or recolour the lines after them. `keep`: the
-    characters a format can hold as they are (a CSV cell keeps its newlines)."""
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii") for ch in s)
-
-
 def num(x: float) -> str:
     """A readable number: thousands separated, three or four significant digits below."""
     if x >= 1000:
