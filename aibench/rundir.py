@@ -20,9 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from aibench import __version__
 from aibench.errors import AibenchError
-from aibench.records import append_jsonl, now_iso, read_jsonl
+from aibench.records import append_jsonl, now_iso, read_jsonl, validate
 from aibench.runner import Outcome
 
 RUN_KIND = "aibench.run"
@@ -94,6 +96,7 @@ class RunDir:
             raise AibenchError(f"{manifest_path}: not an aibench run manifest of schema version {RUN_SCHEMA_VERSION}")
         run = cls(path, manifest)
         run._repair_records()
+        run._check_records()
         (path / "telemetry").mkdir(exist_ok=True)
         (path / "logs").mkdir(exist_ok=True)
         return run
@@ -108,8 +111,32 @@ class RunDir:
                 os.fsync(f.fileno())
             self.log(f"dropped a truncated last record line ({len(data) - len(keep)} bytes)")
 
+    def _check_records(self) -> None:
+        """Every kept line must be a record: a resume counts them as done and builds on them (a
+        baseline's timing). Only a cut-short last line is a kill's trace; any other is refused."""
+        try:
+            lines = self.records_path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AibenchError(f"{self.records_path}: unreadable ({exc})") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AibenchError(f"{self.records_path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(data, dict):
+                raise AibenchError(f"{self.records_path}:{number}: not a record (a JSON object)")
+            try:
+                validate(data)
+            except jsonschema.ValidationError as exc:
+                raise AibenchError(f"{self.records_path}:{number}: not a valid record ({exc.message})") from None
+
     def records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.records_path)
+        try:
+            return read_jsonl(self.records_path)
+        except (ValueError, UnicodeDecodeError) as exc:  # a line broken after the run was opened
+            raise AibenchError(str(exc)) from None
 
     def append(self, outcome: Outcome) -> dict[str, Any]:
         """Write one record (and its raw telemetry) durably; returns the record as written."""

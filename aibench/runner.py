@@ -10,6 +10,7 @@ combination makes it `skipped`. Nothing here raises for a workload's own failure
 from __future__ import annotations
 
 import gc
+import json
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ import torch
 
 from aibench import devices, stats
 from aibench.deadline import Deadline
-from aibench.errors import Unsupported, first_line
+from aibench.errors import CheckFailed, Unsupported, first_line
 from aibench.records import Record, now_iso, record_key
 from aibench.timer import TimerConfig, Timing, measure
 from aibench.workloads.registry import Backend, Case, Workload, get
@@ -42,6 +43,16 @@ class Outcome:
     telemetry_samples: list[dict[str, Any]] = field(default_factory=list)
 
 
+# The deadline of the case running now, so that a SIGINT handler (a suite's) can tell the
+# deadline's interrupt (`_thread.interrupt_main` runs the same handler) from the user's Ctrl-C.
+_running: list[Deadline] = []
+
+
+def interrupt_is_a_timeout() -> bool:
+    """Whether a KeyboardInterrupt arriving now is the running case's deadline, not a Ctrl-C."""
+    return bool(_running) and _running[-1].fired
+
+
 def is_preview(device: torch.device, options: RunOptions) -> bool:
     return device.type == "cpu" if options.preview is None else options.preview
 
@@ -60,7 +71,8 @@ def run_workload(
     device = device or devices.resolve("auto")
     wl = get(name)
     params = wl.resolve_params(overrides, preview=is_preview(device, options))
-    chosen = [wl.get_backend(b) for b in backends] if backends else wl.ordered_backends()
+    # A backend named twice is measured once: two records with one id would make a run ambiguous.
+    chosen = [wl.get_backend(b) for b in dict.fromkeys(backends)] if backends else wl.ordered_backends()
     chosen.sort(key=lambda b: not b.baseline)
     outcomes: list[Outcome] = []
     baseline: Record | None = None
@@ -104,32 +116,52 @@ def run_case(
     def done(**changes: Any) -> Record:
         return replace(base, finished_at=now_iso(), duration_s=time.perf_counter() - t0, **changes)
 
-    ok, why = backend.available(device)
+    try:
+        ok, why = backend.available(device)
+    except Exception as exc:  # a probe that crashes (a driver query) fails this backend, not the suite
+        return Outcome(done(status="failed", reason=f"availability check: {type(exc).__name__}: {first_line(exc)}"))
     if not ok:
         return Outcome(done(status="skipped", reason=why or "backend not available"))
     case: Case | None = None
     deadline = Deadline(options.case_timeout_s)
+    _running.append(deadline)
     try:
         with deadline:
             case = backend.setup(params, device)
-            return _measure_case(case, backend, device, options, telemetry, baseline, done)
+            outcome = _measure_case(case, backend, device, options, telemetry, baseline, done)
     except KeyboardInterrupt:
         if not deadline.fired:
             raise  # a real Ctrl-C: the suite stops and keeps what it finished
         return Outcome(done(status="failed", reason=f"timeout: still running after {options.case_timeout_s:.0f} s"))
     except Unsupported as exc:
         return Outcome(done(status="skipped", reason=str(exc)))
+    except CheckFailed as exc:  # the domain error of a wrong result: invalid, never a throughput
+        return Outcome(done(status="invalid", reason=f"correctness check failed: {first_line(exc)}",
+                            correctness={"checked": True, "passed": False, "detail": first_line(exc)}))
     except torch.OutOfMemoryError as exc:
         return Outcome(done(status="failed", reason=f"out of memory: {first_line(exc)}"))
-    except Exception as exc:  # a workload's failure is recorded; the suite goes on
+    except (Exception, SystemExit) as exc:  # a workload's failure (a library's sys.exit too) is recorded
         tb = traceback.format_exc(limit=6)
         return Outcome(done(status="failed", reason=f"{type(exc).__name__}: {first_line(exc)}",
                             details={"traceback": tb[-4000:]}))
     finally:
+        _running.remove(deadline)
         del case
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    return _writable(outcome, done)
+
+
+def _writable(outcome: Outcome, done: Callable[..., Record]) -> Outcome:
+    """The outcome, or a failed record when the workload put something JSON cannot hold in it
+    (a torch.dtype in details): the run directory's write would otherwise stop the suite."""
+    try:
+        json.dumps(outcome.record.to_dict(), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return Outcome(done(status="failed", reason=f"the workload's record is not JSON-serializable: "
+                                                    f"{first_line(exc)}"))
+    return outcome
 
 
 def _measure_case(case: Case, backend: Backend, device: torch.device, options: RunOptions, telemetry: Any,

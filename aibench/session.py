@@ -3,7 +3,7 @@ shared by every workload of a `run` or a `suite`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,11 @@ class Session:
 
         get(workload)  # unknown names fail before anything is created
         if out is not None:
-            self.run_dir = RunDir.create(out, workload, self.manifest_fields(self.rules))
+            # The manifest states the rules the records were measured under: the session's, with
+            # the command line's timer overrides (--min-time, --max-time, --noise, --cuda-graph).
+            rules = replace(self.rules, **{f.name: getattr(timer, f.name) for f in fields(RunRules)
+                                           if hasattr(timer, f.name)})
+            self.run_dir = RunDir.create(out, workload, self.manifest_fields(rules))
             self.idle_baseline()
         outcomes = run_workload(workload, overrides, self.device, backends,
                                 self.options(timer, self.rules), telemetry=self.telemetry)

@@ -242,10 +242,36 @@ class Checker:
             for key, value in mode.params.items():
                 self.param(wl, (*p, *sub, "params", key), {key: value}, preview)
             for axis, values in mode.sweep.items():
-                for value in values:
-                    self.param(wl, (*p, *sub, "sweep", axis), {axis: value}, preview)
+                for value in values:  # an unknown axis is said once, not once per value
+                    if not self.param(wl, (*p, *sub, "sweep", axis), {axis: value}, preview) \
+                            and axis not in {q.name for q in wl.params}:
+                        break
             if mode.shape_set is not None:
                 self.shape_set(wl, (*p, *sub, "shape_set"), mode.shape_set, preview)
+        reported: set[KeyPath] = set()
+        for run_mode in suite_mod.MODES:
+            self.shadowed(entry, p, run_mode, reported)
+
+    def shadowed(self, entry: Entry, p: KeyPath, mode: str, reported: set[KeyPath]) -> None:
+        """A parameter that every shape of the mode's shape set sets is never used: the shape
+        overlays params. Only a sweep overrides a shape's value (the module docstring of suite)."""
+        run = entry.expansion(mode)
+        if run.skip or run.shape_set is None:
+            return
+        table, _ = suite_mod.shape_table(entry.workload)
+        shapes = [dict(s.params()) for s in (table or {}).get(run.shape_set, [])]
+        if not shapes:
+            return  # unknown set or no shapes module: reported (or skipped) elsewhere
+        always = set.intersection(*(set(shape) for shape in shapes))
+        for key in sorted((set(run.params) & always) - set(run.sweep)):
+            own = {"preview": entry.preview.params, "quick": entry.quick.params}.get(mode, {})
+            path = (*p, mode, "params", key) if key in own else (*p, "params", key)
+            if path in reported:
+                continue  # one message per key, whichever modes share the set
+            reported.add(path)
+            self.error(path, f"never used: every shape of shape set {run.shape_set!r} sets {key!r}"
+                             f"{'' if mode == 'full' else f' ({mode} mode)'}; to change a shape's value, "
+                             f"sweep it: sweep = {{ {key} = [...] }}")
 
     def param(self, wl: registry.Workload, path: KeyPath, overrides: dict[str, Any], preview: bool) -> bool:
         try:

@@ -7,6 +7,8 @@ line), so Ctrl-C or a kill leaves a valid partial run whose manifest says `compl
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,7 +19,7 @@ from aibench.errors import AibenchError, UsageError
 from aibench.jsonutil import jsonable_params
 from aibench.records import Record, now_iso, record_key
 from aibench.rundir import RunDir
-from aibench.runner import run_case
+from aibench.runner import interrupt_is_a_timeout, run_case
 from aibench.session import Session, timer_config
 from aibench.workloads.registry import REGISTRY, load_builtin
 
@@ -58,19 +60,49 @@ def start_run(session: Session, suite: Any, mode: str, out_root: Path, system: d
 
 
 def resume_run(session: Session, suite: Any, mode: str, run_path: Path) -> RunDir:
+    """Open an interrupted run of this suite, in this mode, on this device, to finish it."""
     run = RunDir.open_existing(run_path)
-    recorded = run.manifest.get("suite") or {}
-    if recorded.get("sha256") != suite.sha256 or recorded.get("mode") != mode:
+    recorded = run.manifest.get("suite")
+    if not isinstance(recorded, dict):
+        raise UsageError(f"{run_path} is a run of `aibench run` (one workload, no suite): "
+                         "only a suite's run directory can be resumed")
+    then = f"suite {recorded.get('name')!r} {recorded.get('version')}"
+    if recorded.get("sha256") != suite.sha256:
         raise UsageError(
-            f"{run_path} was run with suite {recorded.get('name')!r} ({recorded.get('mode')}, "
-            f"sha256 {str(recorded.get('sha256'))[:12]}); this is {suite.name!r} ({mode}, {suite.sha256[:12]})"
+            f"{run_path} was run with {then} (sha256 {str(recorded.get('sha256'))[:12]}); this is suite "
+            f"{suite.name!r} {suite.version} (sha256 {suite.sha256[:12]}): a resumed run takes the same suite file"
         )
+    if recorded.get("mode") != mode:
+        raise UsageError(f"{run_path} was run in {recorded.get('mode')} mode, this would be {mode}: "
+                         f"{_mode_hint(str(recorded.get('mode')), mode)}")
+    _same_machine(run, session, run_path)
     if run.manifest.get("environment_sha256") != session.environment_sha256:
         run.log("warning: resumed in a different environment (fingerprint changed)")
     session.run_dir = run
-    run.update(complete=False, finished_at=None)
     run.log("resumed")
     return run
+
+
+def _mode_hint(then: str, now: str) -> str:
+    if then == "preview" or now == "preview":
+        where = "a CPU (preview)" if then == "preview" else "a GPU"
+        return f"it ran on {where}; resume it on the same kind of device (--device)"
+    return "add --quick" if then == "quick" else "leave out --quick"
+
+
+def _same_machine(run: RunDir, session: Session, run_path: Path) -> None:
+    """A run's manifest names one device; records of another (or of a node with another GPU
+    count, whose plan differs) must not be appended under it."""
+    then = run.manifest.get("device") or {}
+    now = session.device_info.as_dict()
+    if (then.get("kind"), then.get("name")) != (now["kind"], now["name"]):
+        raise UsageError(f"{run_path} was measured on {then.get('name')} ({then.get('kind')}), this device is "
+                         f"{now['name']} ({now['kind']}): its records cannot join that run; start a new one")
+    gpus_then = (run.manifest.get("environment") or {}).get("gpus")
+    gpus_now = session.environment.get("gpus")
+    if isinstance(gpus_then, list) and isinstance(gpus_now, list) and len(gpus_then) != len(gpus_now):
+        raise UsageError(f"{run_path} was measured with {len(gpus_then)} GPU(s) visible, {len(gpus_now)} are "
+                         "visible now: the plan (multi-GPU entries) differs; start a new run")
 
 
 def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Progress], None] | None = None) -> RunDir:
@@ -84,26 +116,33 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     timer = timer_config(rules)
     options = session.options(timer, rules)
     plan = suite.plan(mode, _plan_context(session))
+    existing = run.records()
+    done = {(r.get("entry"), r.get("backend")) for r in existing}
+    by_key = {(r.get("entry"), r.get("backend")): r for r in existing}
+    if run.manifest.get("complete"):
+        if not any(_pending(case, done) for case in plan):
+            run.log("already complete: nothing to run")  # its manifest (finished_at) stays as it was
+            return run
+        run.update(complete=False, finished_at=None)  # a kill from here on leaves it marked incomplete
     run.update(suite={**run.manifest["suite"], "entries": [
         {"id": c.case_id, "entry": c.entry_id, "workload": c.workload, "params": jsonable_params(c.params),
          "backends": list(c.backends) if c.backends else None, "skip_reason": c.skip_reason,
          "timer": dict(c.timer)} for c in plan
     ]})
-    existing = run.records()
-    done = {(r.get("entry"), r.get("backend")) for r in existing}
-    by_key = {(r.get("entry"), r.get("backend")): r for r in existing}
     if not existing:
         session.idle_baseline()
     notify = on_progress or (lambda _p: None)
     per_entry = Counter(c.entry_id for c in plan)
     entry_done: Counter[str] = Counter()
     try:
-        for i, case in enumerate(plan):
-            e = case.entry_id
-            notify(Progress(i, len(plan), case.case_id, "start", e, entry_done[e], per_entry[e]))
-            written = _run_planned(session, case, options, done, by_key)
-            entry_done[e] += 1
-            notify(Progress(i + 1, len(plan), case.case_id, "end", e, entry_done[e], per_entry[e], tuple(written)))
+        with _CtrlC() as ctrl_c:
+            for i, case in enumerate(plan):
+                e = case.entry_id
+                notify(Progress(i, len(plan), case.case_id, "start", e, entry_done[e], per_entry[e]))
+                written = _run_planned(session, case, options, done, by_key, ctrl_c)
+                entry_done[e] += 1
+                notify(Progress(i + 1, len(plan), case.case_id, "end", e, entry_done[e], per_entry[e],
+                                tuple(written)))
     except BaseException:
         session.record_overhead()
         run.finish(complete=False)
@@ -113,16 +152,67 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     return run
 
 
-def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: dict) -> list[dict[str, Any]]:
+def _backend_names(case: Any) -> list[str] | None:
+    """The backends a planned case measures; None when the whole case is one skip record."""
+    wl = REGISTRY.get(case.workload)
+    if case.skip_reason or wl is None:
+        return None
+    return list(case.backends) if case.backends else [b.name for b in wl.ordered_backends()]
+
+
+def _pending(case: Any, done: set) -> bool:
+    names = _backend_names(case)
+    return (case.case_id, "*") not in done if names is None else any((case.case_id, n) not in done for n in names)
+
+
+class _CtrlC:
+    """Remembers a Ctrl-C for the length of a suite, and raises it again at the next record.
+
+    Python's handler raises KeyboardInterrupt in whatever code runs next; when that is a weakref
+    callback or a __del__ (garbage collection after every case), Python prints "Exception ignored
+    in ..." and goes on: the suite ran to its end and said complete. The deadline's own interrupt
+    (a case past case_timeout_s) runs the same handler and is not a Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        # Only in the main thread, and only over Python's default handler: a SIGINT the shell set
+        # to be ignored (a background job) stays ignored.
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not interrupt_is_a_timeout():
+            self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: dict,
+                 ctrl_c: _CtrlC) -> list[dict[str, Any]]:
     run = session.run_dir
     assert run is not None
     wl = REGISTRY.get(case.workload)
-    if case.skip_reason or wl is None:
+    names = _backend_names(case)
+    if names is None or wl is None:
         if (case.case_id, "*") in done:
             return []
         reason = case.skip_reason or f"workload {case.workload!r} is not available in this build"
-        return [run.append(_skipped(session, case, reason))]
-    names = list(case.backends) if case.backends else [b.name for b in wl.ordered_backends()]
+        written = [run.append(_skipped(session, case, reason))]
+        ctrl_c.check()
+        return written
     backends = sorted((wl.get_backend(n) for n in names), key=lambda b: not b.baseline)
     params = wl.resolve_params(case.params, preview=session.preview)
     if case.timer:  # the entry's own timing mode (e.g. CUDA-graph replays for decode-sized kernels)
@@ -141,6 +231,7 @@ def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: d
             baseline = outcome.record
         written.append(run.append(outcome))
         done.add(key)
+        ctrl_c.check()  # a Ctrl-C swallowed during that backend stops the suite here, its record kept
     return written
 
 

@@ -170,3 +170,34 @@ def test_preview_run_with_a_skipped_entry_packs_into_a_valid_bundle(runner: CliR
     report = json.loads(verified.output)
     assert verified.exit_code == 0 and report["valid"], report["errors"]
     assert {w["code"] for w in report["warnings"]} >= {"preview", "record_skipped"}
+
+
+def test_suite_json_without_plan_is_refused_before_anything_runs(runner: CliRunner, tmp_path: Path) -> None:
+    """`aibench suite ci --json` ignored --json and ran the whole suite, printing a table."""
+    result = runner.invoke(cli, ["suite", "ci", "--device", "cpu", "--json", "-o", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--plan" in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_manifest_states_the_rules_it_ran_under(runner: CliRunner, tmp_path: Path) -> None:
+    """`aibench run --min-time/--max-time/--noise -o DIR` wrote the preview defaults as run_rules, so
+    `bundle verify` held the records to durations they were never asked for."""
+    result = runner.invoke(cli, ["run", "memory.copy", "--device", "cpu", "-p", "mib=1", "--backend", "torch",
+                                 "--min-time", "0.01", "--max-time", "0.03", "--noise", "0.25", "--no-telemetry",
+                                 "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run,) = list(tmp_path.iterdir())
+    rules = json.loads((run / "manifest.json").read_text())["run_rules"]
+    assert (rules["min_time_s"], rules["max_time_s"], rules["target_rel_se"]) == (0.01, 0.03, 0.25)
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--noise", "0"), ("--noise", "5"), ("--noise", "nan"),   # a traceback (TimerConfig's ValueError)
+    ("--min-time", "-1"), ("--min-time", "inf"), ("--max-time", "0"), ("--max-time", "nan"),  # accepted
+])
+def test_run_timer_options_out_of_range_are_usage_errors(runner: CliRunner, flag: str, value: str) -> None:
+    result = runner.invoke(cli, ["run", "memory.copy", "--device", "cpu", "-p", "mib=1", "--no-telemetry",
+                                 flag, value])
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

@@ -75,3 +75,21 @@ def test_builtin_workloads_load_without_errors() -> None:
     assert registry.LOAD_ERRORS == {}
     for w in loaded.values():
         assert w.baseline_name is not None, f"{w.name} has no baseline backend"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"rate": "nan"}, "expects float"),           # -p rate=nan: no workload means anything by NaN
+    ({"rate": float("nan")}, "expects float"),    # TOML `rate = nan`
+    ({"rate": True}, "expects float"),            # TOML `rate = true` read as 1.0
+    ({"causal": 2}, "expects bool"),              # TOML `causal = 2` read as true
+    ({"causal": 0.0}, "expects bool"),
+])
+def test_values_of_the_wrong_kind_are_refused(wl: Workload, overrides: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        wl.resolve_params(overrides)
+
+
+def test_bool_and_float_values_that_fit_are_kept(wl: Workload) -> None:
+    p = wl.resolve_params({"causal": False, "rate": 2, "n": 4.0})
+    assert p["causal"] is False and p["rate"] == 2.0 and p["n"] == 4
+    assert wl.resolve_params({"rate": "inf"})["rate"] == float("inf")

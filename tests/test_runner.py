@@ -166,3 +166,66 @@ def test_first_line_of_an_empty_or_long_message() -> None:
     assert first_line(RuntimeError("  \n")) == "RuntimeError"
     assert first_line(RuntimeError("CUDA error: x\n  page two")) == "CUDA error: x"
     assert len(first_line(ValueError("y" * 900))) == 500
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    """Backends that fail in the ways a suite must survive: each must become one record."""
+    from aibench.errors import CheckFailed
+
+    wl = workload("test.hostile", "fails in odd places", [])
+    x = torch.ones(4)
+
+    @wl.backend("ref", baseline=True)
+    def _ref(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x + 1)
+
+    def _boom(d: torch.device) -> tuple[bool, str | None]:
+        raise RuntimeError("driver query crashed")
+
+    @wl.backend("probe", available=_boom)
+    def _probe(p: dict, d: torch.device) -> Case:
+        raise AssertionError("must not be set up")
+
+    @wl.backend("exits")
+    def _exits(p: dict, d: torch.device) -> Case:
+        raise SystemExit(3)  # a library that calls sys.exit() must not end the suite
+
+    @wl.backend("memory")
+    def _memory(p: dict, d: torch.device) -> Case:
+        raise MemoryError
+
+    @wl.backend("wrong")
+    def _wrong(p: dict, d: torch.device) -> Case:
+        raise CheckFailed("logits differ from the reference")
+
+    @wl.backend("opaque")
+    def _opaque(p: dict, d: torch.device) -> Case:
+        return Case(fn=lambda: x + 1, details={"dtype": torch.float16})  # not JSON
+
+    yield wl.name
+    del REGISTRY[wl.name]
+
+
+def test_a_workload_failing_anywhere_gives_a_record_and_the_run_goes_on(hostile: str) -> None:
+    import json
+
+    recs = by_backend(hostile)
+    assert list(recs) == ["ref", "probe", "exits", "memory", "wrong", "opaque"]
+    assert recs["ref"].status == "ok"
+    assert recs["probe"].status == "failed" and "driver query crashed" in recs["probe"].reason
+    assert recs["exits"].status == "failed" and "SystemExit" in recs["exits"].reason
+    assert recs["memory"].status == "failed" and recs["memory"].reason == "MemoryError: MemoryError"
+    # CheckFailed is the domain error of a wrong result: invalid, never timed
+    assert recs["wrong"].status == "invalid" and "logits differ" in recs["wrong"].reason
+    assert recs["wrong"].timing is None and recs["wrong"].metrics == {}
+    # a record the run directory could not write would stop the suite: it fails instead
+    assert recs["opaque"].status == "failed" and "JSON" in recs["opaque"].reason
+    for rec in recs.values():
+        validate(json.loads(json.dumps(rec.to_dict(), allow_nan=False)))
+
+
+def test_a_backend_named_twice_is_measured_once(toy: str) -> None:
+    """`aibench run W --backend x --backend x` measured x twice (two records with one id)."""
+    outcomes = run_workload(toy, {}, CPU, ["unchecked", "ref", "unchecked"], FAST)
+    assert [o.record.backend for o in outcomes] == ["ref", "unchecked"]

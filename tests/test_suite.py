@@ -436,3 +436,48 @@ def test_skip_reason_carries_the_import_error(tmp_path: Path, toy: registry.Work
     s = load_suite(write(tmp_path, '[[entry]]\nid = "x"\nworkload = "test.absent"\n'))
     (case,) = s.plan("full", ONE_GPU)
     assert case.skip_reason is not None and "no flux capacitor" in case.skip_reason
+
+
+def test_an_unknown_sweep_axis_is_reported_once(tmp_path: Path, toy: registry.Workload) -> None:
+    """`sweep = { mm = [1, 2, 3] }` named the unknown parameter three times, once per value."""
+    path = write(tmp_path, """
+        [[entry]]
+        id = "a"
+        workload = "test.toy"
+        sweep = { mm = [1, 2, 3], k = [1, "z", "y"] }
+    """)
+    with pytest.raises(suite_mod.SuiteFileError) as info:
+        load_suite(path)
+    messages = [(key, message) for _, key, message in info.value.problems]
+    assert len([m for k, m in messages if k.endswith("'sweep.mm'")]) == 1, messages
+    assert "has no parameter 'mm' (did you mean 'm'?)" in str(info.value)
+    assert len([m for k, m in messages if k.endswith("'sweep.k'")]) == 2  # two bad values: two messages
+
+
+def test_a_param_every_shape_replaces_is_an_error(tmp_path: Path, toy: registry.Workload) -> None:
+    """`params = { m = 1 }` over a shape set that sets m in every shape was silently dropped (the
+    shape's m ran); the way to change a shape's value is a sweep."""
+    path = write(tmp_path, """
+        [[entry]]
+        id = "a"
+        workload = "test.toy"
+        shape_set = "two"
+        params = { m = 1, dtype = "float32" }
+        quick = { params = { k = 2 } }
+        preview = { shape_set = "two", params = { k = 3 } }
+    """)
+    with pytest.raises(suite_mod.SuiteFileError) as info:
+        load_suite(path)
+    keys = [key for _, key, _ in info.value.problems]
+    assert keys == ["entry #1 (id 'a') key 'params.m'", "entry #1 (id 'a') key 'quick.params.k'",
+                    "entry #1 (id 'a') key 'preview.params.k'"], keys
+    assert "sweep" in info.value.problems[0][2]
+    ok = write(tmp_path, """
+        [[entry]]
+        id = "a"
+        workload = "test.toy"
+        shape_set = "two"
+        params = { dtype = "float32" }
+        sweep = { m = [1] }
+    """, name="ok.toml")
+    assert [c.params["m"] for c in load_suite(ok).plan("full", CPU)] == [1]

@@ -100,12 +100,17 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> Non
 
 
 def test_truncated_record_line_is_dropped_on_resume(tmp_path: Path) -> None:
+    from aibench.records import Record
+
     run = RunDir.create(tmp_path, "x", {"comparable": False})
+    cpu = {"spec": "cpu", "kind": "cpu", "name": "cpu", "index": None}
+    kept = json.dumps(Record(id="a", workload="w", backend="b", params={}, device=cpu, status="skipped",
+                             reason="r").to_dict())
     with open(run.records_path, "w") as f:
-        f.write('{"id": "a"}\n{"id": "b", "sta')  # killed mid-write
+        f.write(kept + '\n{"id": "b", "sta')  # killed mid-write
     reopened = RunDir.open_existing(run.path)
-    assert reopened.records() == [{"id": "a"}]
-    assert run.records_path.read_text() == '{"id": "a"}\n'
+    assert [r["id"] for r in reopened.records()] == ["a"]
+    assert run.records_path.read_text() == kept + "\n"
 
 
 def test_open_existing_rejects_a_non_run(tmp_path: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from aibench.cli.common import console, device_option, err_console, parse_params, print_json
+from aibench.cli.common import CliUsageError, console, device_option, err_console, parse_params, print_json
 from aibench.cli.format import records_table
 
 
@@ -53,6 +54,7 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
 
     overrides = parse_params(params)
     # Validate everything the user typed before the (slower) session opens: errors come first.
+    _check_timer_options(min_time, max_time, target_rel_se)
     wl = get(workload)
     wl.resolve_params(overrides, preview=resolve(device_spec).type == "cpu")
     for name in backends:
@@ -74,6 +76,18 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
         console.print(records_table(records, title=workload))
         if session.run_dir is not None:
             console.print(f"run directory: {session.run_dir.path}", soft_wrap=True)
+
+
+def _check_timer_options(min_time: float | None, max_time: float | None, target_rel_se: float | None) -> None:
+    """The stopping rule's limits (RunRules.problems), checked where the user typed them: --noise 0
+    was a traceback, --min-time -1 or --max-time nan ran under a rule that means nothing."""
+    for flag, value, ok, wanted in (
+        ("--min-time", min_time, lambda v: 0 <= v < math.inf, "a finite number of seconds >= 0"),
+        ("--max-time", max_time, lambda v: 0 < v < math.inf, "a finite number of seconds > 0"),
+        ("--noise", target_rel_se, lambda v: 0 < v < 1, "a fraction in (0, 1), e.g. 0.01 for 1%"),
+    ):
+        if value is not None and not ok(value):  # NaN fails every comparison
+            raise CliUsageError(f"{flag} {value}: expected {wanted}")
 
 
 @click.command("list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aibench.cli.common import console, device_option, err_console
+from aibench.cli.common import CliUsageError, console, device_option, err_console
 
 if TYPE_CHECKING:
     from aibench.suite import Suite
@@ -51,6 +52,8 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
     from aibench.suite import load_suite
     from aibench.system import build_system_description
 
+    if json_ and not plan_only:  # a run prints a table; silently running a whole suite is no answer to --json
+        raise CliUsageError("--json goes with --plan (a run's records are in its run directory, records.jsonl)")
     suite = load_suite(suite_ref)
     if plan_only:
         _print_plan(suite, device_spec, quick, json_)
@@ -65,6 +68,9 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
             )
         if resume is not None:
             run = suite_run.resume_run(session, suite, mode, resume)
+            if run.manifest.get("environment_sha256") != session.environment_sha256:
+                err_console.print("[yellow]warning: the environment changed since this run started (versions, "
+                                  "driver or host); its new records will say so[/yellow]")
         else:
             system = build_system_description(system_file, session.environment)
             run = suite_run.start_run(session, suite, mode, out, system)
@@ -80,13 +86,21 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
                 progress.update(current, total=p.entry_total, completed=p.entry_done,
                                 description=f"  {p.case_id[:70]}" if p.phase == "start" else f"  {p.entry_id}")
 
+            was_complete, kept = run.manifest.get("complete") is True, len(run.records())
             try:
                 suite_run.execute(session, suite, mode, on_progress)
             except KeyboardInterrupt:  # what the run directory holds, backends of an unfinished case included
+                # The command that finishes it repeats what chose the mode and device: without --quick
+                # (or --device) the resume would be refused as another mode.
+                again = ["aibench", "suite", suite_ref, *(["--quick"] if quick else []),
+                         *(["--device", device_spec] if device_spec != "auto" else []),
+                         *([] if telemetry else ["--no-telemetry"]), "--resume", str(run.path)]
                 raise click.ClickException(
                     f"interrupted: {len(run.records())} record(s) kept in {run.path}; "
-                    f"finish it with: aibench suite {suite_ref} --resume {run.path}"
+                    f"finish it with: {shlex.join(again)}"
                 ) from None
+        if was_complete and len(run.records()) == kept:
+            err_console.print(f"{run.path} was already complete: nothing was run", soft_wrap=True)
     finally:
         session.close()
     from aibench.cli.format import records_table

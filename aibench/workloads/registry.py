@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,12 @@ class Param:
                 value = float("inf")  # e.g. request_rate=inf: every request arrives at t=0
             elif (self.type is int and isinstance(raw, float) and not raw.is_integer()) or (self.type is int and isinstance(raw, bool)):
                 raise ValueError(raw)
+            elif (self.type is float and isinstance(raw, bool)) or (self.type is bool and not isinstance(raw, bool)):
+                raise ValueError(raw)  # TOML's `rate = true` or `causal = 2`: a typo, not a value
             else:
                 value = self.type(raw)
+            if isinstance(value, float) and math.isnan(value):
+                raise ValueError(raw)  # no workload means anything by NaN (it would be recorded as null)
         except (TypeError, ValueError):
             raise UsageError(
                 f"parameter {self.name!r} expects {self.type.__name__}, got {raw!r}"
