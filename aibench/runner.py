@@ -65,8 +65,10 @@ def run_workload(
     options: RunOptions | None = None,
     telemetry: Any = None,
     entry: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Run every (or the named) backend of a workload, baseline first; each gets its speedup."""
+    """Run every (or the named) backend of a workload, baseline first; each gets its speedup.
+    `on_outcome` sees each outcome as it is made (a run directory writes it at once)."""
     options = options or RunOptions()
     device = device or devices.resolve("auto")
     wl = get(name)
@@ -82,6 +84,8 @@ def run_workload(
         if backend.baseline:
             baseline = outcome.record
         outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
     return outcomes
 
 

@@ -117,13 +117,21 @@ class Session:
                                            if hasattr(timer, f.name)})
             self.run_dir = RunDir.create(out, workload, self.manifest_fields(rules))
             self.idle_baseline()
-        outcomes = run_workload(workload, overrides, self.device, backends,
-                                self.options(timer, self.rules), telemetry=self.telemetry)
-        if self.run_dir is None:
+        run = self.run_dir
+        written: list[dict[str, Any]] = []
+        try:  # each record is written as it is made: a Ctrl-C keeps the backends already measured
+            outcomes = run_workload(workload, overrides, self.device, backends, self.options(timer, self.rules),
+                                    telemetry=self.telemetry,
+                                    on_outcome=(lambda o: written.append(run.append(o))) if run else None)
+        except BaseException:
+            if run is not None:
+                self.record_overhead()
+                run.finish(complete=False)
+            raise
+        if run is None:
             return [o.record.to_dict() for o in outcomes]
-        written = [self.run_dir.append(o) for o in outcomes]
         self.record_overhead()
-        self.run_dir.finish(complete=True)
+        run.finish(complete=True)
         return written
 
     def record_overhead(self) -> None:

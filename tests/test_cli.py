@@ -201,3 +201,8 @@ def test_run_timer_options_out_of_range_are_usage_errors(runner: CliRunner, flag
     assert result.exit_code == 2, result.output
     assert flag in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_parameter_given_twice_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["run", "memory.copy", "-p", "mib=1", "-p", "mib=2"])
+    assert result.exit_code == 2 and "parameter 'mib' given twice ('1' and '2')" in result.output

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -229,3 +231,44 @@ def test_a_backend_named_twice_is_measured_once(toy: str) -> None:
     """`aibench run W --backend x --backend x` measured x twice (two records with one id)."""
     outcomes = run_workload(toy, {}, CPU, ["unchecked", "ref", "unchecked"], FAST)
     assert [o.record.backend for o in outcomes] == ["ref", "unchecked"]
+
+
+def test_aibench_run_exits_1_when_a_measurement_failed_and_still_writes_it(toy: str, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from aibench.cli import cli
+
+    args = ["run", toy, "--device", "cpu", "--backend", "ref", "--backend", "broken", "--json", "-o", str(tmp_path),
+            "--min-time", "0.01", "--max-time", "0.2", "--noise", "0.5", "--no-telemetry"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "1 of 2 measurement(s) failed or were invalid: broken: failed" in result.output
+    (run,) = list(tmp_path.iterdir())
+    lines = (run / "records.jsonl").read_text().splitlines()
+    assert [json.loads(x)["status"] for x in lines] == ["ok", "failed"]
+    assert f"run directory: {run}" in result.stderr  # stdout stays one JSON document
+    assert [r["status"] for r in json.loads(result.stdout)] == ["ok", "failed"]
+    ok = CliRunner().invoke(cli, [*args[:6], *args[8:]])  # the baseline alone
+    assert ok.exit_code == 0, ok.output
+
+
+def test_aibench_run_keeps_the_backends_measured_before_a_ctrl_c(toy: str, tmp_path: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from aibench import runner
+    from aibench.cli import cli
+
+    real = runner.run_case
+
+    def second_is_interrupted(wl: Any, backend: Any, *a: Any, **kw: Any) -> Any:
+        if backend.name == "wrong":
+            raise KeyboardInterrupt
+        return real(wl, backend, *a, **kw)
+
+    monkeypatch.setattr(runner, "run_case", second_is_interrupted)
+    result = CliRunner().invoke(cli, ["run", toy, "--device", "cpu", "--backend", "ref", "--backend", "wrong",
+                                      "-o", str(tmp_path), "--min-time", "0.01", "--max-time", "0.2",
+                                      "--noise", "0.5", "--no-telemetry"])
+    (run,) = list(tmp_path.iterdir())
+    assert result.exit_code == 1 and f"interrupted: 1 record(s) kept in {run}" in result.output
+    assert json.loads((run / "manifest.json").read_text())["complete"] is False

@@ -53,5 +53,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise CliUsageError(f"bad parameter {pair!r}: expected key=value")
+        if key.strip() in params:  # the last one silently winning hides a typo in a long command
+            raise CliUsageError(f"parameter {key.strip()!r} given twice ({params[key.strip()]!r} and {value.strip()!r})")
         params[key.strip()] = value.strip()
     return params

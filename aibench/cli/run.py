@@ -66,16 +66,25 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
         if session.preview and not json_:
             err_console.print(f"[yellow]preview mode on {session.device_info.name}: small sizes, "
                               "results not comparable[/yellow]")
-        with err_console.status(f"measuring {workload} ..."):
-            records = session.run_one(workload, overrides, list(backends) or None, timer, out)
+        try:
+            with err_console.status(f"measuring {workload} ..."):
+                records = session.run_one(workload, overrides, list(backends) or None, timer, out)
+        except KeyboardInterrupt:
+            kept = f": {len(session.run_dir.records())} record(s) kept in {session.run_dir.path}" if session.run_dir else ""
+            raise click.ClickException(f"interrupted{kept}") from None
     finally:
         session.close()
     if json_:
         print_json(records)
     else:
         console.print(records_table(records, title=workload))
-        if session.run_dir is not None:
-            console.print(f"run directory: {session.run_dir.path}", soft_wrap=True)
+    if session.run_dir is not None:  # on stderr with --json: stdout stays one JSON document
+        (err_console if json_ else console).print(f"run directory: {session.run_dir.path}", soft_wrap=True)
+    broken = [r for r in records if r["status"] in ("failed", "invalid")]
+    if broken:  # the records are out (and written); the exit status says they are not measurements
+        raise click.ClickException(
+            f"{len(broken)} of {len(records)} measurement(s) failed or were invalid: "
+            + "; ".join(f"{r['backend']}: {r['status']}" for r in broken))
 
 
 def _check_timer_options(min_time: float | None, max_time: float | None, target_rel_se: float | None) -> None:
