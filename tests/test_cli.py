@@ -145,6 +145,11 @@ def test_suite_plan_lists_cases_and_runs_nothing(runner: CliRunner, tmp_path: Pa
     assert plan["mode"] == "preview" and [c["case"] for c in plan["cases"]] == [c.case_id for c in expected]
     decode = next(c for c in plan["cases"] if c["entry"] == "attention-decode-llama3-8b")
     assert decode["timer"] == {"cuda_graph": True} and decode["skip_reason"] is None
+    # Machine-readable: the backends are always a list (every backend of the workload, baseline
+    # first, when the entry names none) and the case's own parameters are there.
+    copy = next(c for c in plan["cases"] if c["workload"] == "memory.copy")
+    assert copy["backends"] == ["torch", "triton"] and isinstance(copy["params"], dict)
+    assert all(isinstance(c["backends"], list) for c in plan["cases"])
     assert not out.exists()  # a plan measures nothing and writes nothing
     table = runner.invoke(cli, ["suite", "gigafactory", "--plan", "--device", "cpu"])
     assert table.exit_code == 0 and "nothing was run" in table.output and "needs 2 GPUs" in table.output
