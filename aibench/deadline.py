@@ -10,8 +10,9 @@ between bytecodes, e.g. at the next synchronisation that returns.
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
-from types import TracebackType
+from types import FrameType, TracebackType
 
 
 class Deadline:
@@ -20,30 +21,51 @@ class Deadline:
     Only the main thread can be interrupted; elsewhere (or with seconds=None) it is a no-op.
     """
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, repeat_s: float = 5.0) -> None:
         self.seconds = seconds
+        # Python drops an interrupt that lands in a __del__ or a weakref callback ("Exception
+        # ignored in ..."), and code may catch it: until the case ends, interrupt again.
+        self.repeat_s = repeat_s
         self.fired = False
         self._active = False
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._ignored = False  # SIGINT was ignored (a background job): our handler stands in
 
     def _fire(self) -> None:
         with self._lock:  # never interrupt after __exit__ has run
             if self._active:
                 self.fired = True
                 _thread.interrupt_main()
+                self._arm(self.repeat_s)
+
+    def _arm(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _only_ours(self, signum: int, frame: FrameType | None) -> None:
+        if self.fired:  # our interrupt; a SIGINT from outside stays ignored, as the shell asked
+            raise KeyboardInterrupt
 
     def __enter__(self) -> Deadline:
         if self.seconds is not None and threading.current_thread() is threading.main_thread():
+            # interrupt_main does nothing while SIGINT is ignored (`aibench suite ci &` in a
+            # script): a hung case would never time out.
+            if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                signal.signal(signal.SIGINT, self._only_ours)
+                self._ignored = True
             self._active = True
-            self._timer = threading.Timer(self.seconds, self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+            self._arm(self.seconds)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        with self._lock:
+        with self._lock:  # after this no _fire interrupts or re-arms
             self._active = False
-        if self._timer is not None:
-            self._timer.cancel()
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        if self._ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._ignored = False

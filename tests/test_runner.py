@@ -153,6 +153,55 @@ def test_a_hung_case_is_recorded_as_timeout_and_the_run_goes_on() -> None:
         del REGISTRY["test.hang"]
 
 
+def test_a_case_that_swallows_the_first_interrupt_is_still_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python drops an interrupt raised inside a __del__, and a library may catch it: the
+    deadline interrupts again until the case ends."""
+    wl = workload("test.swallow", "catches the first interrupt", [])
+
+    @wl.backend("ref", baseline=True)
+    def _swallow(p: dict, d: torch.device) -> Case:
+        try:
+            while True:
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        while True:
+            time.sleep(0.01)
+
+    try:
+        import aibench.runner as runner_module
+        from aibench.deadline import Deadline
+
+        monkeypatch.setattr(runner_module, "Deadline", lambda seconds: Deadline(seconds, repeat_s=0.2))
+        options = RunOptions(timer=FAST.timer, case_timeout_s=0.2)
+        start = time.perf_counter()
+        (outcome,) = run_workload("test.swallow", {}, CPU, options=options)
+        assert time.perf_counter() - start < 5
+        assert outcome.record.status == "failed" and outcome.record.reason.startswith("timeout")
+        time.sleep(0.5)  # no repeat fires after the case ended
+    finally:
+        del REGISTRY["test.swallow"]
+
+
+def test_a_hung_case_times_out_even_where_sigint_is_ignored() -> None:
+    """A suite started in the background by a script has SIGINT ignored, and then the watchdog's
+    interrupt_main does nothing; the deadline stands its own handler in for the case."""
+    import signal
+
+    from aibench.deadline import Deadline
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt), Deadline(0.2) as d:
+            while time.perf_counter() - start < 5:
+                time.sleep(0.01)
+        assert d.fired and time.perf_counter() - start < 4
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the shell's choice is restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_deadline_passes_a_real_interrupt_through() -> None:
     from aibench.deadline import Deadline
 
