@@ -65,6 +65,7 @@ WATCHED_ENV_PREFIXES: tuple[str, ...] = ("NCCL_", "AIBENCH_", "TORCH_NCCL_")
 _SECRET_MARKERS: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSPHRASE", "CREDENTIAL")
 
 _GIT_TIMEOUT_S = 2.0
+_CPU_SYSFS = Path("/sys/devices/system/cpu")  # cpuN/cpufreq/scaling_governor
 _CODE_DIRS: tuple[str, ...] = ("aibench", "kernels", "suites")  # pyproject.toml's package-dir
 
 
@@ -249,7 +250,21 @@ def _cpu() -> dict[str, Any]:
     topo_reason = "/proc/cpuinfo has no 'physical id'/'core id' lines (VM or non-x86 kernel)"
     s.set("sockets", sockets, topo_reason)
     s.set("physical_cores", physical, topo_reason)
+    # The frequency governor moves host-bound numbers (launch overhead, small kernels, preview).
+    s.read("governor", _cpu_governor)
     return s.done()
+
+
+def _cpu_governor() -> str:
+    """Every cpufreq governor in use, sorted and comma-joined ("performance" on a tuned node)."""
+    found = set()
+    for path in _CPU_SYSFS.glob("cpu[0-9]*/cpufreq/scaling_governor"):
+        with contextlib.suppress(OSError):
+            found.add(path.read_text().strip())
+    found.discard("")
+    if not found:
+        raise _Unreadable(f"no cpufreq scaling_governor under {_CPU_SYSFS} (no cpufreq driver, or a VM)")
+    return ",".join(sorted(found))
 
 
 def _read_cpuinfo() -> list[tuple[str, str]]:
@@ -402,8 +417,8 @@ def _gpus(nvml: _Nvml) -> tuple[list[dict[str, Any]], str | None]:
 
 
 _NVML_KEYS: tuple[str, ...] = (
-    "name", "uuid", "memory_total_bytes", "sm_clock_mhz", "mem_clock_mhz", "max_sm_clock_mhz",
-    "max_mem_clock_mhz", "power_limit_w", "default_power_limit_w", "ecc_enabled", "mig_enabled",
+    "name", "uuid", "memory_total_bytes", "app_sm_clock_mhz", "app_mem_clock_mhz", "max_sm_clock_mhz",
+    "max_mem_clock_mhz", "power_limit_w", "default_power_limit_w", "enforced_power_limit_w", "ecc_enabled", "mig_enabled",
     "persistence_mode", "pci_bus_id", "pcie_max_link_gen", "pcie_max_link_width", "vbios_version",
 )
 
@@ -423,14 +438,20 @@ def _nvml_fields(nvml: _Nvml, index: int, s: _Section) -> None:
     s.read("name", lambda: _text(nvml.call("nvmlDeviceGetName", handle)))
     s.read("uuid", lambda: _text(nvml.call("nvmlDeviceGetUUID", handle)))
     s.read("memory_total_bytes", lambda: int(nvml.call("nvmlDeviceGetMemoryInfo", handle).total))
-    s.read("sm_clock_mhz", clock("nvmlDeviceGetClockInfo", "NVML_CLOCK_SM"))
-    s.read("mem_clock_mhz", clock("nvmlDeviceGetClockInfo", "NVML_CLOCK_MEM"))
+    # Clock settings, not the current clocks: those move from sample to sample (345 MHz idle,
+    # 1980 MHz after work) and would make two runs on one machine hash differently; the idle
+    # baseline and every energy window record them. Application clocks are `nvidia-smi -ac`.
+    s.read("app_sm_clock_mhz", clock("nvmlDeviceGetApplicationsClock", "NVML_CLOCK_SM"))
+    s.read("app_mem_clock_mhz", clock("nvmlDeviceGetApplicationsClock", "NVML_CLOCK_MEM"))
     s.read("max_sm_clock_mhz", clock("nvmlDeviceGetMaxClockInfo", "NVML_CLOCK_SM"))
     s.read("max_mem_clock_mhz", clock("nvmlDeviceGetMaxClockInfo", "NVML_CLOCK_MEM"))
     # NVML reports power limits in milliwatts.
     s.read("power_limit_w", lambda: nvml.call("nvmlDeviceGetPowerManagementLimit", handle) / 1000.0)
     s.read("default_power_limit_w",
            lambda: nvml.call("nvmlDeviceGetPowerManagementDefaultLimit", handle) / 1000.0)
+    # The limit in force after every limiter (an out-of-band BMC cap too): it can sit below the
+    # management limit, and it is the one that decides the clocks under load.
+    s.read("enforced_power_limit_w", lambda: nvml.call("nvmlDeviceGetEnforcedPowerLimit", handle) / 1000.0)
     # Ecc/Mig modes come back as (current, pending): the current one is what was measured.
     s.read("ecc_enabled", lambda: bool(nvml.call("nvmlDeviceGetEccMode", handle)[0]))
     s.read("mig_enabled", lambda: bool(nvml.call("nvmlDeviceGetMigMode", handle)[0]))

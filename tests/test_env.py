@@ -65,8 +65,10 @@ class FakeNvml:
             "nvmlDeviceGetMemoryInfo": SimpleNamespace(total=81559 * 2**20, used=0, free=81559 * 2**20),
             "nvmlDeviceGetClockInfo": lambda h, kind: 1980 if kind == 1 else 2619,
             "nvmlDeviceGetMaxClockInfo": lambda h, kind: 1980 if kind == 1 else 2619,
+            "nvmlDeviceGetApplicationsClock": lambda h, kind: 1755 if kind == 1 else 2619,
             "nvmlDeviceGetPowerManagementLimit": 650_000,  # milliwatts
             "nvmlDeviceGetPowerManagementDefaultLimit": 700_000,
+            "nvmlDeviceGetEnforcedPowerLimit": 500_000,  # an out-of-band cap under the 650 W limit
             "nvmlDeviceGetEccMode": (1, 1),
             "nvmlDeviceGetMigMode": (0, 0),
             "nvmlDeviceGetPersistenceMode": 1,
@@ -140,8 +142,10 @@ def test_fake_gpus_come_through(monkeypatch: pytest.MonkeyPatch, no_torch_gpu: N
     assert gpu["name"] == "NVIDIA H100 80GB HBM3"
     assert gpu["uuid"].startswith("GPU-00000001")
     assert gpu["memory_total_bytes"] == 81559 * 2**20
-    assert (gpu["sm_clock_mhz"], gpu["max_mem_clock_mhz"]) == (1980, 2619)
+    assert (gpu["max_sm_clock_mhz"], gpu["max_mem_clock_mhz"]) == (1980, 2619)
+    assert (gpu["app_sm_clock_mhz"], gpu["app_mem_clock_mhz"]) == (1755, 2619)
     assert (gpu["power_limit_w"], gpu["default_power_limit_w"]) == (650.0, 700.0)
+    assert gpu["enforced_power_limit_w"] == 500.0  # what the driver enforces, all limiters included
     assert gpu["ecc_enabled"] is True and gpu["mig_enabled"] is False
     assert gpu["pci_bus_id"] == "00000000:19:00.0"
     assert gpu["vbios_version"] == "96.00.99.00.01"
@@ -234,6 +238,43 @@ def test_sha256_of_a_real_fingerprint_is_stable(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "pynvml", None)
     env = collect_environment()
     assert environment_sha256(env) == environment_sha256(json.loads(json.dumps(env)))
+
+
+def test_sha256_stable_while_clocks_move_and_changes_with_settings(monkeypatch: pytest.MonkeyPatch,
+                                                                  no_torch_gpu: None) -> None:
+    """Two runs on one machine: the current SM clock is 345 MHz idle, 1980 MHz just after work.
+    That reading (the idle baseline records it) must not change the fingerprint; the settings
+    that change numbers (application clocks, power limit, versions) must."""
+    fake = FakeNvml(count=1)
+    module = fake.module()
+    readings = iter([345, 1980])
+    clock_info = module.nvmlDeviceGetClockInfo
+    module.nvmlDeviceGetClockInfo = lambda h, kind: next(readings) if kind == 1 else clock_info(h, kind)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    first, second = collect_environment(), collect_environment()
+    assert environment_sha256(first) == environment_sha256(second)
+    assert first["gpus"][0]["app_sm_clock_mhz"] == 1755
+    module.nvmlDeviceGetApplicationsClock = lambda h, kind: 1410 if kind == 1 else 2619  # nvidia-smi -ac
+    assert environment_sha256(collect_environment()) != environment_sha256(first)
+    newer = {**first, "software": {**first["software"], "triton": "9.9.9"}}
+    assert environment_sha256(newer) != environment_sha256(first)
+
+
+def test_cpu_frequency_governor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_torch_gpu: None) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    for cpu, governor in (("cpu0", "performance"), ("cpu1", "performance"), ("cpu2", "powersave")):
+        (tmp_path / cpu / "cpufreq").mkdir(parents=True)
+        (tmp_path / cpu / "cpufreq" / "scaling_governor").write_text(governor + "\n")
+    (tmp_path / "cpufreq").mkdir()  # the policy folder, not a CPU
+    monkeypatch.setattr(env_mod, "_CPU_SYSFS", tmp_path)
+    cpu = collect_environment()["cpu"]
+    assert cpu["governor"] == "performance,powersave"  # every governor in use, sorted
+    (tmp_path / "cpu2" / "cpufreq" / "scaling_governor").write_text("performance\n")
+    assert collect_environment()["cpu"]["governor"] == "performance"
+    monkeypatch.setattr(env_mod, "_CPU_SYSFS", tmp_path / "absent")
+    cpu = collect_environment()["cpu"]
+    assert cpu["governor"] is None and "cpufreq" in cpu["unavailable"]["governor"]
+    _assert_reasons(cpu, "cpu")
 
 
 def test_git_state_outside_a_checkout(tmp_path: Path) -> None:

@@ -229,7 +229,9 @@ def _fake_amdsmi(energy_key: str = "energy_accumulator") -> types.ModuleType:
 
 
 @pytest.mark.parametrize("energy_key", ["energy_accumulator", "power"])  # newer and older amdsmi spelling
-def test_amdsmi_stand_in(energy_key: str) -> None:
+def test_amdsmi_stand_in(energy_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)  # set, they make amdsmi match by PCI address
     smi = _fake_amdsmi(energy_key)
     now = [0.0]
     tele = open_telemetry(

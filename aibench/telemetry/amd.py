@@ -13,6 +13,7 @@ Only exercised here against a stand-in module; AMD has no clock-event reason mas
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,8 @@ class AmdReader:
     counter_per_j = 1_000_000  # microjoules
     counter_max: float | None = None  # 64-bit accumulator: a decrease is a reset
 
-    def __init__(self, amdsmi: Any, handle: object, index: int) -> None:
+    def __init__(self, amdsmi: Any, handle: object, index: int,
+                 mapping: str = "torch index = amdsmi handle order (no visibility variable set)") -> None:
         self.amdsmi = amdsmi
         self.handle = handle
         self.unavailable: dict[str, str] = {}
@@ -51,7 +53,7 @@ class AmdReader:
             "index": index,
             "name": asic.get("market_name") if isinstance(asic, dict) else None,
             "uuid": self._get("uuid", "amdsmi_get_gpu_device_uuid"),
-            "index_mapping": "torch index = amdsmi handle order (HIP_VISIBLE_DEVICES not applied)",
+            "index_mapping": mapping,
             "power_fields": {
                 "power_instant_w": "amdsmi socket_power / current_socket_power",
                 "power_usage_w": "amdsmi average_socket_power",
@@ -116,13 +118,46 @@ def open_amdsmi(devices: Sequence[torch.device], amdsmi: Any = None) -> tuple[An
     except Exception as exc:
         raise TelemetryUnavailable(f"amdsmi: {type(exc).__name__}: {exc}") from None
     readers = []
+    # ROCm renumbers torch's devices after these; amdsmi lists every GPU of the node regardless.
+    hidden = [f"{v}={os.environ[v]}" for v in _VISIBILITY if os.environ.get(v, "").strip()]
     for device in devices:
         index = device.index if device.index is not None else 0
+        if hidden:
+            position = _handle_by_pci(amdsmi, handles, index)
+            if position is None:
+                close_amdsmi(amdsmi)
+                raise TelemetryUnavailable(
+                    f"{', '.join(hidden)} renumbers the GPUs and {device}'s PCI address matches no amdsmi "
+                    "device: its energy cannot be told from another GPU's")
+            readers.append(AmdReader(amdsmi, handles[position], index, f"matched by PCI address ({', '.join(hidden)})"))
+            continue
         if index >= len(handles):
             close_amdsmi(amdsmi)
             raise TelemetryUnavailable(f"no amdsmi device for {device} ({len(handles)} handle(s))")
         readers.append(AmdReader(amdsmi, handles[index], index))
     return amdsmi, readers
+
+
+_VISIBILITY = ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+
+
+def _handle_by_pci(amdsmi: Any, handles: Sequence[object], torch_index: int) -> int | None:
+    """Position in `handles` of the GPU on torch's cuda:torch_index PCI address, or None."""
+    try:
+        props = torch.cuda.get_device_properties(torch_index)
+        want = tuple(int(getattr(props, f"pci_{k}_id")) for k in ("domain", "bus", "device"))
+    except Exception:  # no ROCm runtime, or a torch without PCI fields: unknown, not guessed
+        return None
+    for position, handle in enumerate(handles):
+        try:
+            bdf = str(amdsmi.amdsmi_get_gpu_device_bdf(handle))  # "0000:c1:00.0"
+            domain, bus, rest = bdf.split(":")
+            have = (int(domain, 16), int(bus, 16), int(rest.split(".")[0], 16))
+        except Exception:  # an older amdsmi, a failing query or an odd format: no match
+            continue
+        if have == want:
+            return position
+    return None
 
 
 def close_amdsmi(amdsmi: Any) -> None:

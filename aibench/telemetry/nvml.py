@@ -202,6 +202,10 @@ def nvml_index_for(torch_index: int, nvml: Any, count: int, torch_uuid: str | No
                 return i
     if entry is not None and entry.isdigit():
         return int(entry)
+    if entry is not None:
+        # A UUID NVML does not list (a MIG instance, a typo): torch's position says nothing about
+        # which GPU that is, and reading another GPU would charge its energy to this case.
+        return None
     return torch_index
 
 

@@ -70,6 +70,11 @@ def device_window(
             raw, reason = calc.counter_energy(readings, counter_max)
             if raw is None:
                 notes.append(f"{reason}; fell back to integrated power")
+            elif raw == 0 and duration > 0:
+                # A powered device always uses energy: a counter that did not move is stuck (amdsmi
+                # on VM guests, a frozen driver counter) or slower than the window, not 0 J.
+                notes.append(f"energy counter did not advance over the {duration:.3f} s window; "
+                             "fell back to integrated power")
             else:
                 counter_j = raw / counter_per_j  # division keeps integer counts exact
 
@@ -78,6 +83,10 @@ def device_window(
     powers: list[float] = []
     for field in power_fields:
         pts = [(r["t"], r[field]) for r in inside if r.get(field) is not None]
+        if len(pts) >= 2 and not any(p for _, p in pts):
+            # Every sample 0 W: a sensor that answers without measuring (no device draws 0 W).
+            notes.append(f"{field} read 0 W in every sample: not a measurement")
+            continue
         if len(pts) >= 2:
             power_field = field
             times = [float(t) for t, _ in pts]
@@ -101,7 +110,8 @@ def device_window(
     if duration < SHORT_WINDOW_S:
         notes.append(f"window of {duration:.3f} s is short for the energy counter (updates every 20-100 ms)")
 
-    masks = [r["clocks_event_reasons"] for r in inside if "clocks_event_reasons" in r]
+    # Reasons never read (an unsupported API) are unknown, not "not throttled".
+    masks = [r["clocks_event_reasons"] for r in inside if r.get("clocks_event_reasons") is not None]
     return {
         "energy_j": energy_j,
         "method": method,
@@ -123,9 +133,13 @@ def device_window(
 
 
 def combine_throttle(per_device: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
-    """Any-device view of the throttle figures: reasons seen on any, worst share, flags OR-ed."""
+    """Any-device view of the throttle figures: reasons seen on any, worst share, flags OR-ed.
+
+    None (unknown) when no device's reasons were read, or when some device's were not and none of
+    the others throttled: that device may have, so "not throttled" would be a guess.
+    """
     known = [t for t in per_device if t]
-    if not known:
+    if not known or (len(known) < len(per_device) and not any(bool(t["throttled"]) for t in known)):
         return None
     seen: list[str] = []
     for t in known:
