@@ -252,3 +252,16 @@ def test_a_prices_entry_no_system_takes_is_a_warning(tmp_path: Path) -> None:
     assert [w for w in report.warnings if "prices entry" in w] == [
         f"prices entry '{typo}' in p.toml matches no system of this report"]
     assert not any("prices entry" in w for w in build_report(two_systems(tmp_path / "b"), PRICES).warnings)
+
+
+def test_unreadable_throttle_reasons_read_unknown_not_no(tmp_path: Path) -> None:
+    from aibench.report.model import energy_texts
+
+    work = {"flops": 2 * 8192**3}
+    known = telemetry(600.0, work)
+    unknown = {**known, "throttle": None}  # AMD, RAPL, or NVML answering NotSupported
+    report = build_report([load_run(make_run(tmp_path, H200, [
+        rec("gemm", {"m": 1}, H200, entry="a", metrics={"tflops": 1.0}, work=work, tel=known),
+        rec("gemm", {"m": 2}, H200, entry="b", metrics={"tflops": 1.0}, work=work, tel=unknown)]))])
+    cells = [row.cells[0] for row in report.rows]
+    assert [energy_texts(c.energy)[-1] for c in cells if c is not None] == ["no", "unknown"]

@@ -130,7 +130,8 @@ def _energy(rec: dict[str, Any], family: Family) -> Energy:
     j, per_j = _positive(per_unit.get(f"j_per_{unit}")), _positive(per_unit.get(f"{plural}_per_j"))
     no_j = missing(f"no energy per {unit or 'unit of work'} in the record")
     throttle = _d(tel.get("throttle"))
-    reasons: tuple[str, ...] = ()
+    # No readable clock-event reasons (AMD, RAPL, an API that says NotSupported) is not "no".
+    reasons: tuple[str, ...] | None = () if isinstance(throttle.get("throttled"), bool) else None
     if throttle.get("throttled"):
         seen = throttle.get("reasons_seen") if isinstance(throttle.get("reasons_seen"), list) else []
         reasons = tuple(str(r) for r in seen if r != "GpuIdle") or ("throttled",)

@@ -57,7 +57,7 @@ def render_csv(report: Report) -> str:
             cell.rel_noise if cell.rel_noise is not None else "",
             metric.key if metric else "", _v(key), metric.unit if metric else "", value_why or "",
             _v(cell.ratio), _v(e.avg_power_w), e.method or "", e.unit, _v(e.j_per_unit), _v(e.units_per_j),
-            next((x.reason or "" for x in (e.avg_power_w, e.j_per_unit) if not x.ok), ""), "|".join(e.throttle),
+            next((x.reason or "" for x in (e.avg_power_w, e.j_per_unit) if not x.ok), ""), "unknown" if e.throttle is None else "|".join(e.throttle),
             _v(c.hourly_eur) if c else "", _v(c.per_work_eur) if tokens and c else "",
             _v(c.per_work_eur) if c else "", c.per_work_label if c else "", _v(c.per_mw) if c else "", cost_why,
             system.run_id, system.source, cell.record_id,

@@ -100,7 +100,7 @@ class Energy:
     units_per_j: Value
     unit: str  # tflop, gb, token, image
     method: str | None  # counter, integrated_power, mixed
-    throttle: tuple[str, ...] = ()  # clock-event reasons seen while throttled
+    throttle: tuple[str, ...] | None = ()  # clock-event reasons seen while throttled; None: unknown
 
     @property
     def measured(self) -> bool:
@@ -268,7 +268,7 @@ def energy_texts(e: Energy) -> list[str]:
     plural = unit if e.unit in ("tflop", "gb") else f"{unit}s"  # TFLOP/J, GB/J; tokens/J, collectives/J
     return [show(e.avg_power_w, "W"), show(e.j_per_unit, f"J/{unit}"), show(e.units_per_j, f"{plural}/J"),
             (e.method or "-").replace("integrated_power", "integrated power"),
-            ", ".join(e.throttle) if e.throttle else "no"]
+            "unknown" if e.throttle is None else (", ".join(e.throttle) or "no")]
 
 
 def cost_texts(c: Cost) -> list[str]:
