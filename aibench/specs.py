@@ -51,14 +51,18 @@ def _fp(bf16: float, fp8: float | None, fp32: float | None = None) -> dict[str, 
     return peaks
 
 
-# Order matters: the first pattern that matches wins (PCIe before the generic H100 row).
+# Order matters: the first pattern that matches wins (PCIe before the generic H100 row). A
+# pattern names one board, not a chip: the same chip on another board has other peaks (H100 NVL:
+# 835 TFLOP/s bf16 and 3.9 TB/s; H200 NVL: 600 W; GH200 ("NVIDIA GH200 480GB"): its own HBM; A100
+# PCIe ("NVIDIA A100 80GB PCIe"): 1.935 TB/s, 300 W), and none of those has a row here.
 SPECS: tuple[DeviceSpec, ...] = (
-    DeviceSpec("NVIDIA H100 PCIe 80GB", _fp(756, 1513), 80, 2000, 350, _SRC_NV, r"h100.*pcie"),
-    # H100 SXM5: fp32 (non-tensor) 67 TFLOP/s per the same datasheet (H200.md of the device tool).
-    DeviceSpec("NVIDIA H100 SXM5 80GB", _fp(989.4, 1978.9, 67), 80, 3350, 700, _SRC_NV, r"h100"),
-    DeviceSpec("NVIDIA H200 SXM 141GB", _fp(989.4, 1978.9, 67), 141, 4800, 700, _SRC_NV, r"h200"),
+    DeviceSpec("NVIDIA H100 PCIe 80GB", _fp(756, 1513), 80, 2000, 350, _SRC_NV, r"\bh100\b.*pcie"),
+    # H100 SXM5 ("NVIDIA H100 80GB HBM3"): fp32 (non-tensor) 67 TFLOP/s per the same datasheet
+    # (H200.md of the device tool).
+    DeviceSpec("NVIDIA H100 SXM5 80GB", _fp(989.4, 1978.9, 67), 80, 3350, 700, _SRC_NV, r"\bh100\b(?!.*\bnvl\b)"),
+    DeviceSpec("NVIDIA H200 SXM 141GB", _fp(989.4, 1978.9, 67), 141, 4800, 700, _SRC_NV, r"\bh200\b(?!.*\bnvl\b)"),
     DeviceSpec("NVIDIA B200 (HGX)", _fp(2250, 4500), 180, 8000, 1000, _SRC_NV, r"\bb200"),
-    DeviceSpec("NVIDIA A100 SXM4 80GB", _fp(312, None), 80, 2039, 400, _SRC_NV, r"a100.*80"),
+    DeviceSpec("NVIDIA A100 SXM4 80GB", _fp(312, None), 80, 2039, 400, _SRC_NV, r"\ba100-sxm.*80"),
     DeviceSpec("NVIDIA L40S", _fp(362.05, 733), 48, 864, 350, _SRC_NV, r"l40s"),
     DeviceSpec("AMD Instinct MI325X", _fp(1307.4, 2614.9), 256, 6000, 1000, _SRC_AMD, r"mi325x"),
     DeviceSpec("AMD Instinct MI300X", _fp(1307.4, 2614.9), 192, 5300, 750, _SRC_AMD, r"mi300x"),
@@ -70,6 +74,10 @@ def match_spec(device_name: str | None) -> DeviceSpec | None:
     if not device_name:
         return None
     lowered = device_name.lower()
+    if re.search(r"\bmig\b", lowered):
+        # A MIG slice ("NVIDIA H100 80GB HBM3 MIG 1g.10gb") has a fraction of the chip's SMs and
+        # memory bandwidth: the whole board's datasheet peak would understate its % of peak.
+        return None
     for spec in SPECS:
         if re.search(spec.pattern, lowered):
             return spec

@@ -66,3 +66,37 @@ def test_cache_bytes_counts_what_can_hold_operands(monkeypatch: pytest.MonkeyPat
     assert devices.l2_cache_bytes(torch.device("cuda")) == (l2 or None)
     assert devices.cache_bytes(torch.device("cuda")) == expected
     assert devices.cache_bytes(torch.device("cpu")) is None
+
+
+# Names torch/NVML report for parts that share a chip with a datasheet row but not its numbers:
+# the NVL boards (H100 NVL 835 TFLOP/s bf16, 3.9 TB/s; H200 NVL 600 W), Grace Hopper (GH200:
+# its own HBM and power), the A100 PCIe board (1.935 TB/s, 300 W) and MIG slices (a fraction of
+# the SMs and of the memory bandwidth). Matching them to the SXM rows would print a % of peak
+# against numbers they cannot reach: no row, hence no percentage.
+@pytest.mark.parametrize("name", [
+    "NVIDIA H100 NVL",
+    "NVIDIA H200 NVL",
+    "NVIDIA GH200 480GB",
+    "NVIDIA GH200 144G HBM3e",
+    "NVIDIA A100 80GB PCIe",
+    "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+    "NVIDIA H200 MIG 3g.71gb",
+    "NVIDIA A100-SXM4-80GB MIG 2g.20gb",
+])
+def test_other_boards_of_a_known_chip_get_no_row(name: str) -> None:
+    assert match_spec(name) is None
+
+
+@pytest.mark.parametrize(("name", "row"), [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
+    ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB"),
+    ("NVIDIA H200", "NVIDIA H200 SXM 141GB"),
+    ("NVIDIA B200", "NVIDIA B200 (HGX)"),
+    ("NVIDIA L40S", "NVIDIA L40S"),
+    ("AMD Instinct MI300X", "AMD Instinct MI300X"),
+    ("AMD Instinct MI300X VF", "AMD Instinct MI300X"),  # SR-IOV virtual function: the whole chip
+    ("AMD Instinct MI325X", "AMD Instinct MI325X"),
+])
+def test_the_names_gpus_report_keep_their_row(name: str, row: str) -> None:
+    spec = match_spec(name)
+    assert spec is not None and spec.name == row

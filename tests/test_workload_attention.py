@@ -99,13 +99,20 @@ def test_sdpa_baseline_refuses_misaligned_causal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "match"),
-    [({"heads": 6, "kv_heads": 4}, "multiple of kv_heads"), ({"seq": 0}, "sequence lengths"),
-     ({"batch": 0}, "batch must be")],
+    ("name", "overrides", "match"),
+    [("attention.prefill", {"heads": 6, "kv_heads": 4}, r"heads \(6\) must be a multiple of kv_heads \(4\)"),
+     ("attention.prefill", {"seq": 0}, "seq must be >= 1, got 0"),
+     ("attention.prefill", {"batch": 0}, "batch must be >= 1, got 0"),
+     ("attention.prefill", {"kv_heads": -2}, "kv_heads must be >= 1, got -2"),
+     ("attention.decode", {"context": 0}, "context must be >= 1, got 0"),  # the name the user typed
+     ("attention.decode", {"heads": 0}, "heads must be >= 1, got 0")],
 )
-def test_bad_params_raise_usage_error(overrides: dict, match: str) -> None:
+def test_bad_params_raise_usage_error(name: str, overrides: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):
-        _setup("attention.prefill", "torch", **overrides)
+        _setup(name, "torch", **overrides)
+    # The same check without allocating anything: what a resolve-time hook of the registry calls.
+    with pytest.raises(UsageError, match=match):
+        wl_attention.validate_params(get(name).resolve_params(overrides, preview=True))
 
 
 def test_bad_choice_rejected() -> None:

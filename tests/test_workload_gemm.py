@@ -46,6 +46,11 @@ def test_bad_parameters_are_usage_errors() -> None:
         gemm.resolve_params({"dtype": "int8"})
     with pytest.raises(UsageError, match="m, n, k >= 1"):
         setup("torch", m=0)
+    # The same check without allocating anything: what a resolve-time hook of the registry calls.
+    for bad in ({"m": 0}, {"n": -1}, {"k": 0}):
+        with pytest.raises(UsageError, match="gemm needs m, n, k >= 1"):
+            gemm_module.validate_params(gemm.resolve_params(bad, preview=True))
+    gemm_module.validate_params(gemm.resolve_params({"m": 1, "n": 1, "k": 1}))
 
 
 # --- setup and check on the CPU ---------------------------------------------------------------

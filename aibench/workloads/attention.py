@@ -43,6 +43,18 @@ _TAIL = (
     Param("head_dim", int, 128, "head dimension", choices=_HEAD_DIMS, preview=64),
     Param("dtype", str, "bfloat16", "element type", choices=_DTYPES),
 )
+
+
+def validate_params(p: dict[str, Any]) -> None:
+    """A UsageError for parameters no backend can take (prefill's or decode's), naming the
+    parameter the user typed. Needs no device and allocates nothing."""
+    for name in ("batch", "heads", "kv_heads", "head_dim", "seq", "context"):
+        if name in p and p[name] < 1:
+            raise UsageError(f"{name} must be >= 1, got {p[name]}")
+    if p["heads"] % p["kv_heads"]:
+        raise UsageError(f"heads ({p['heads']}) must be a multiple of kv_heads ({p['kv_heads']})")
+
+
 prefill_wl = workload(
     "attention.prefill",
     "Fused attention forward over a whole prompt (Sq = Skv = seq), TFLOP/s",
@@ -60,14 +72,8 @@ decode_wl = workload(
 
 
 def _inputs(p: dict[str, Any], sq: int, skv: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    validate_params(p)
     b, hq, hkv, d = p["batch"], p["heads"], p["kv_heads"], p["head_dim"]
-    for name in ("batch", "heads", "kv_heads", "head_dim"):
-        if p[name] < 1:
-            raise UsageError(f"{name} must be >= 1, got {p[name]}")
-    if sq < 1 or skv < 1:
-        raise UsageError(f"sequence lengths must be >= 1, got {sq} and {skv}")
-    if hq % hkv:
-        raise UsageError(f"heads ({hq}) must be a multiple of kv_heads ({hkv})")
     dtype = getattr(torch, p["dtype"])
     gen = torch.Generator(device=device).manual_seed(0)
 

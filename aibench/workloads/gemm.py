@@ -51,6 +51,14 @@ _CHECK_ROWS = 1024
 # tolerance) rather than float64, which is slow on most GPUs and doubles the memory.
 _FLOAT64_REFERENCE_MAX_MNK = 2**30
 
+
+def validate_params(p: dict[str, Any]) -> None:
+    """A UsageError for parameters no backend can take: the user's mistake, not a failed run.
+    Needs no device and allocates nothing, so that it can run before any measurement."""
+    if min(p["m"], p["n"], p["k"]) < 1:
+        raise UsageError(f"gemm needs m, n, k >= 1; got m={p['m']}, n={p['n']}, k={p['k']}")
+
+
 gemm = workload(
     "gemm",
     "Dense matrix product C = A @ B (cuBLAS/hipBLASLt vs the Triton kernel)",
@@ -71,9 +79,8 @@ class _Inputs:
     """The operands of one product, allocated once at setup (never timed)."""
 
     def __init__(self, p: dict[str, Any], device: torch.device) -> None:
+        validate_params(p)
         self.m, self.n, self.k = p["m"], p["n"], p["k"]
-        if min(self.m, self.n, self.k) < 1:
-            raise UsageError(f"gemm needs m, n, k >= 1; got m={self.m}, n={self.n}, k={self.k}")
         dtype = DTYPES[p["dtype"]]
         if dtype is None:  # float8_e4m3: the device's own encoding (none: refused just below)
             dtype = native_fp8_dtype(device) or torch.float8_e4m3fn
