@@ -233,6 +233,7 @@ class Checker:
                 self.error((*p, "workload"), f"unknown workload {entry.workload!r}{_hint(entry.workload, known)}; "
                                              "`aibench list` shows them all")
             return  # named but not built here: its cases are skipped when planned
+        before = len(self.problems)
         for sub, mode in (((), entry), (("quick",), entry.quick), (("preview",), entry.preview)):
             preview = sub == ("preview",)
             for backend in mode.backends or ():
@@ -251,6 +252,18 @@ class Checker:
         reported: set[KeyPath] = set()
         for run_mode in suite_mod.MODES:
             self.shadowed(entry, p, run_mode, reported)
+        if len(self.problems) == before:  # the keys are sound: now the cases they make
+            self.cases(wl, entry, p)
+
+    def cases(self, wl: registry.Workload, entry: Entry, p: KeyPath) -> None:
+        """Every case the entry plans, in every mode, passes the workload's own checks (heads a
+        multiple of kv_heads): the first that does not is named, before anything runs."""
+        everything = suite_mod.PlanContext(gpus=1 << 10, fp8=True, is_gpu=True)  # plan every entry
+        for mode in suite_mod.MODES:
+            for case in suite_mod._plan_entry(entry, mode, everything):
+                if case.skip_reason is None and not self.param(
+                        wl, (*p, *(() if mode == "full" else (mode,))), case.params, mode == "preview", check=True):
+                    return
 
     def shadowed(self, entry: Entry, p: KeyPath, mode: str, reported: set[KeyPath]) -> None:
         """A parameter that every shape of the mode's shape set sets is never used: the shape
@@ -273,9 +286,12 @@ class Checker:
                              f"{'' if mode == 'full' else f' ({mode} mode)'}; to change a shape's value, "
                              f"sweep it: sweep = {{ {key} = [...] }}")
 
-    def param(self, wl: registry.Workload, path: KeyPath, overrides: dict[str, Any], preview: bool) -> bool:
+    def param(self, wl: registry.Workload, path: KeyPath, overrides: dict[str, Any], preview: bool,
+              check: bool = False) -> bool:
+        """One key (checked against defaults: cross-parameter rules wait for the cases), or a
+        whole case's parameters with `check`."""
         try:
-            wl.resolve_params(overrides, preview=preview)
+            wl.resolve_params(overrides, preview=preview, check=check)
             return True
         except UsageError as exc:
             self.error(path, str(exc))

@@ -87,6 +87,11 @@ def test_run_writes_a_run_directory(runner: CliRunner, tmp_path: Path) -> None:
     (["run", "memory.copy", "--device", "tpu"], 2, "unknown device 'tpu'"),
     (["run", "memory.copy", "--backend", "cuda"], 2, "has no backend 'cuda'"),
     (["suite", "no-such-suite"], 2, "no-such-suite"),
+    # Values no backend can take are the user's mistake, said before anything runs (not failed records).
+    (["run", "gemm", "-p", "m=0"], 2, "gemm needs m, n, k >= 1; got m=0"),
+    (["run", "attention.prefill", "-p", "heads=6", "-p", "kv_heads=4"], 2, "multiple of kv_heads (4)"),
+    (["run", "attention.decode", "-p", "context=0"], 2, "context must be >= 1, got 0"),
+    (["run", "memory.copy", "-p", "mib=0"], 2, "mib must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_with_exit_code(runner: CliRunner, args: list[str], code: int, message: str) -> None:
     result = runner.invoke(cli, args)

@@ -481,3 +481,33 @@ def test_a_param_every_shape_replaces_is_an_error(tmp_path: Path, toy: registry.
         sweep = { m = [1] }
     """, name="ok.toml")
     assert [c.params["m"] for c in load_suite(ok).plan("full", CPU)] == [1]
+
+
+def test_a_case_the_workload_cannot_take_is_named_when_the_suite_loads(tmp_path: Path) -> None:
+    """Cross-parameter rules (heads a multiple of kv_heads) are checked on the planned cases, in
+    every mode, before anything runs; each key alone is checked against the defaults."""
+    path = write(tmp_path, """
+        [[entry]]
+        id = "gqa"
+        workload = "attention.prefill"
+        params = { heads = 6, kv_heads = 4 }
+    """)
+    with pytest.raises(suite_mod.SuiteFileError) as info:
+        load_suite(path)
+    assert "heads (6) must be a multiple of kv_heads (4)" in str(info.value) and "'gqa'" in str(info.value)
+    swept = write(tmp_path, """
+        [[entry]]
+        id = "mqa"
+        workload = "attention.prefill"
+        params = { heads = 4, kv_heads = 4 }
+        quick = { params = { heads = 4, kv_heads = 4 }, sweep = { kv_heads = [1, 3] } }
+    """)
+    with pytest.raises(suite_mod.SuiteFileError, match=r"key 'quick'.*multiple of kv_heads \(3\)"):
+        load_suite(swept)
+    ok = write(tmp_path, """
+        [[entry]]
+        id = "mha"
+        workload = "attention.prefill"
+        params = { heads = 4, kv_heads = 4 }
+    """)
+    assert load_suite(ok).entries[0].id == "mha"  # 4 alone is no multiple of the default 8: not an error

@@ -60,6 +60,7 @@ prefill_wl = workload(
     "Fused attention forward over a whole prompt (Sq = Skv = seq), TFLOP/s",
     (*_COMMON, Param("seq", int, 4096, "sequence length (queries = keys)", preview=67),
      *_TAIL, Param("causal", bool, True, "causal mask")),
+    validate=validate_params,
 )
 # Decode default batch 8 x 8192 context: a 268 MB KV cache, several times the largest L2
 # (60 MB on H200, ../shared/reference/hardware.md), so the cache streams from HBM.
@@ -68,6 +69,7 @@ decode_wl = workload(
     "One new token per sequence attending its KV cache (Sq = 1), GB/s",
     (Param("batch", int, 8, "batch size (sequences)", preview=2), *_COMMON[1:],
      Param("context", int, 8192, "KV cache length", preview=300), *_TAIL),
+    validate=validate_params,
 )
 
 

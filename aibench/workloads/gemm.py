@@ -72,6 +72,7 @@ gemm = workload(
         Param("transpose_b", bool, False, "B is a transposed [N, K] weight, w.t(), as in nn.Linear (fp8: always)"),
         Param("seed", int, 0, "seed of the random inputs"),
     ],
+    validate=validate_params,
 )
 
 

@@ -27,8 +27,9 @@ def validate_params(p: dict[str, Any]) -> None:
         raise UsageError(f"mib must be >= 1, got {p['mib']}")
 
 
-copy_wl = workload("memory.copy", "Device memory copy bandwidth (read + write), GB/s", _PARAMS)
-triad_wl = workload("memory.triad", "STREAM triad a = b + s*c bandwidth (2 reads + 1 write), GB/s", _PARAMS)
+copy_wl = workload("memory.copy", "Device memory copy bandwidth (read + write), GB/s", _PARAMS, validate_params)
+triad_wl = workload("memory.triad", "STREAM triad a = b + s*c bandwidth (2 reads + 1 write), GB/s", _PARAMS,
+                    validate_params)
 
 # An arbitrary non-trivial scalar: 1.0 or 0.0 would let a wrong kernel pass by accident.
 TRIAD_SCALAR = 3.0

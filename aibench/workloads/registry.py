@@ -158,6 +158,9 @@ class Workload:
     description: str
     params: tuple[Param, ...]
     backends: dict[str, Backend] = field(default_factory=dict)
+    # Checks across parameters (heads a multiple of kv_heads) and of values no backend can take
+    # (m = 0): a UsageError before anything is measured, not a failed record. Device-free.
+    validate: Callable[[dict[str, Any]], None] | None = None
 
     def backend(
         self,
@@ -194,8 +197,11 @@ class Workload:
             )
         return self.backends[name]
 
-    def resolve_params(self, overrides: Mapping[str, Any] | None = None, *, preview: bool = False) -> dict[str, Any]:
-        """Defaults (preview defaults on CPU) overlaid with typed, validated overrides."""
+    def resolve_params(self, overrides: Mapping[str, Any] | None = None, *, preview: bool = False,
+                       check: bool = True) -> dict[str, Any]:
+        """Defaults (preview defaults on CPU) overlaid with typed, validated overrides; with `check`,
+        the whole set also passes the workload's `validate` (a suite file's keys, checked one at a
+        time against defaults, leave it for the planned cases)."""
         overrides = dict(overrides or {})
         known = {p.name: p for p in self.params}
         unknown = sorted(set(overrides) - set(known))
@@ -205,10 +211,13 @@ class Workload:
                 f"workload {self.name!r} has no parameter {unknown[0]!r}{hint} "
                 f"(parameters: {', '.join(known) or 'none'})"
             )
-        return {
+        params = {
             name: (p.parse(overrides[name]) if name in overrides else p.default_for(preview))
             for name, p in known.items()
         }
+        if check and self.validate is not None:
+            self.validate(params)
+        return params
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -225,11 +234,13 @@ class Workload:
 REGISTRY: dict[str, Workload] = {}
 
 
-def workload(name: str, description: str, params: Iterable[Param] = ()) -> Workload:
-    """Create and register a workload; its backends are added with `@wl.backend(...)`."""
+def workload(name: str, description: str, params: Iterable[Param] = (),
+             validate: Callable[[dict[str, Any]], None] | None = None) -> Workload:
+    """Create and register a workload; its backends are added with `@wl.backend(...)`.
+    `validate(params)` raises UsageError for parameters no backend can take."""
     if name in REGISTRY:
         raise ValueError(f"workload {name!r} registered twice")
-    wl = Workload(name, description, tuple(params))
+    wl = Workload(name, description, tuple(params), validate=validate)
     REGISTRY[name] = wl
     return wl
 
