@@ -321,3 +321,10 @@ def test_aibench_run_keeps_the_backends_measured_before_a_ctrl_c(toy: str, tmp_p
     (run,) = list(tmp_path.iterdir())
     assert result.exit_code == 1 and f"interrupted: 1 record(s) kept in {run}" in result.output
     assert json.loads((run / "manifest.json").read_text())["complete"] is False
+
+
+def test_every_triton_backend_is_marked_interpreted_on_a_cpu(toy: str) -> None:
+    x = torch.randn(8, 8)
+    REGISTRY[toy].backend("triton.variant")(lambda p, d: Case(fn=lambda: x @ x, flops=2 * 8**3))
+    recs = by_backend(toy, backends=["ref", "triton.variant"])
+    assert recs["triton.variant"].interpreted is True and recs["ref"].interpreted is False
