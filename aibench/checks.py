@@ -14,16 +14,24 @@ from aibench.workloads.registry import Check
 # Bounds on the normwise relative error, per dtype of the computation. Why these numbers:
 # fp32 arithmetic lands far under 1e-4 for sums of thousands of terms; TF32 (10-bit mantissa)
 # lands near 3e-4; fp16 operands with fp32 accumulation ~5e-4, bf16 operands (8-bit mantissa)
-# between 1e-3 and 1e-2; fp8 e4m3 (3-bit mantissa) a few 1e-2. Each bound leaves about 3-5x
-# headroom over what a correct kernel shows on random normal data (METHOD.md's figures).
+# between 1e-3 and 1e-2. Each bound leaves about 3-5x headroom over what a correct kernel shows
+# on random normal data (METHOD.md's figures).
+# fp8 e4m3: the reference multiplies the same quantized operands (with their scales) in higher
+# precision, so the 3-bit mantissa of the inputs is not part of the error: what is left is the
+# accumulation and the bf16 output's rounding (~2^-9), as for bf16, hence bf16's bound. A looser
+# bound would pass a kernel that drops its last K tile (error 0.05-0.09 at Llama's K of 14k-53k).
+# With fast accumulation the MMA keeps fewer accumulator bits (about 14 on Hopper, DeepSeek-V3's
+# report) over every K tile: 1e-1 until a GPU run measures it (kernels/PERF.md).
 REL_TOLERANCE: dict[str, float] = {
     "float64": 1e-10,
     "float32": 1e-4,
     "tf32": 5e-3,
     "float16": 5e-3,
     "bfloat16": 3e-2,
-    "float8_e4m3fn": 1e-1,
-    "float8_e4m3fnuz": 1e-1,  # the same 3-bit mantissa (bias 8 instead of 7)
+    "float8_e4m3fn": 3e-2,
+    "float8_e4m3fnuz": 3e-2,  # the same 3-bit mantissa (bias 8 instead of 7)
+    "float8_e4m3fn+fast_accum": 1e-1,
+    "float8_e4m3fnuz+fast_accum": 1e-1,
 }
 
 

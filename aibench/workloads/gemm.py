@@ -140,7 +140,8 @@ class _Inputs:
             out = fn()
             a = self.a if rows is None else self.a[rows]
             ref = matmul_reference(a, self.b, a_scale=self.a_scale, b_scale=self.b_scale, dtype=ref_dtype)
-            return compare(out if rows is None else out[rows], ref, tolerance_for(self.dtype_key))
+            key = f"{self.dtype_key}+fast_accum" if self.fast_accum else self.dtype_key
+            return compare(out if rows is None else out[rows], ref, tolerance_for(key))
 
         details = {
             "m": self.m,
