@@ -89,6 +89,8 @@ def test_run_writes_a_run_directory(runner: CliRunner, tmp_path: Path) -> None:
     (["suite", "no-such-suite"], 2, "no-such-suite"),
     # Values no backend can take are the user's mistake, said before anything runs (not failed records).
     (["run", "gemm", "-p", "m=0"], 2, "gemm needs m, n, k >= 1; got m=0"),
+    (["run", "gemm", "-p", "tf32=true"], 2, "tf32 applies to dtype=float32 only, not bfloat16"),
+    (["run", "gemm", "-p", "fast_accum=true", "-p", "dtype=float16"], 2, "fast_accum applies to the float8"),
     (["run", "attention.prefill", "-p", "heads=6", "-p", "kv_heads=4"], 2, "multiple of kv_heads (4)"),
     (["run", "attention.decode", "-p", "context=0"], 2, "context must be >= 1, got 0"),
     (["run", "memory.copy", "-p", "mib=0"], 2, "mib must be >= 1, got 0"),

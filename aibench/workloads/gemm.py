@@ -57,6 +57,11 @@ def validate_params(p: dict[str, Any]) -> None:
     Needs no device and allocates nothing, so that it can run before any measurement."""
     if min(p["m"], p["n"], p["k"]) < 1:
         raise UsageError(f"gemm needs m, n, k >= 1; got m={p['m']}, n={p['n']}, k={p['k']}")
+    # A flag its dtype ignores would sit in the record's params as if it had applied.
+    if p["tf32"] and p["dtype"] != "float32":
+        raise UsageError(f"tf32 applies to dtype=float32 only, not {p['dtype']}")
+    if p["fast_accum"] and not str(p["dtype"]).startswith("float8"):
+        raise UsageError(f"fast_accum applies to the float8 dtypes only, not {p['dtype']}")
 
 
 gemm = workload(
