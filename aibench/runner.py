@@ -23,7 +23,7 @@ from aibench import devices, stats
 from aibench.deadline import Deadline
 from aibench.errors import CheckFailed, Unsupported, first_line
 from aibench.records import Record, now_iso, record_key
-from aibench.timer import TimerConfig, Timing, measure
+from aibench.timer import TimerConfig, Timing, graph_replay, measure
 from aibench.workloads.registry import Backend, Case, Workload, get
 
 
@@ -209,13 +209,29 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
     elif options.telemetry and telemetry is not None:
         # Energy needs long windows (counter granularity, methods.md): fn back to back, no flush.
         # Only the devices the case runs on count; the others' samples are kept beside them.
-        result = telemetry.measure_energy(case.fn, lambda: devices.synchronize(device),
+        fn, per_fn, how = _energy_fn(case, device, timing, options.timer)
+        result = telemetry.measure_energy(fn, lambda: devices.synchronize(device),
                                           min_duration_s=options.energy_min_s, work=work,
-                                          devices=used if device.type == "cuda" else None)
-        tel_summary, samples = result.summary, list(result.samples)
+                                          devices=used if device.type == "cuda" else None, calls_per_fn=per_fn)
+        tel_summary, samples = {**result.summary, "execution": how}, list(result.samples)
     record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
                   unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
     return Outcome(record, samples)
+
+
+def _energy_fn(case: Case, device: torch.device, timing: dict[str, Any],
+               timer: TimerConfig) -> tuple[Callable[[], Any], int, str]:
+    """(what the energy window calls, operations per call, how it runs): the execution the timer
+    measured. A case timed as CUDA-graph replays (decode-sized kernels) is replayed the same way:
+    launched one by one, its window would hold launch gaps at idle power, and its J per token and
+    average W would describe another execution than its tokens/s."""
+    if timing.get("method") != "cuda_graph":
+        return case.fn, 1, "back-to-back calls"
+    try:
+        return graph_replay(case.fn, device, timer.graph_calls), timer.graph_calls, \
+            f"CUDA-graph replays of {timer.graph_calls} calls, as timed"
+    except Exception as exc:  # the timer captured it, so this is unexpected: say it, measure eagerly
+        return case.fn, 1, f"back-to-back calls (graph capture failed: {first_line(exc)})"
 
 
 def _used(case: Case, device: torch.device) -> list[int]:

@@ -202,25 +202,41 @@ def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: Ti
                                    flush is not None)
 
 
-def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: TimerConfig) -> Timing:
-    """Capture `graph_calls` calls in one graph; a sample is one replay / graph_calls.
+def _capture(fn: Callable[[], Any], calls: int, warmup_s: float) -> tuple[Any, float, int]:
+    """(graph of `calls` calls of fn, warm-up seconds, warm-up calls), replayed once; on the
+    current device. Capture happens on a side stream after a warm-up there, so that lazy
+    initialisation (cuBLAS handles, autotuning) is not captured."""
+    sync = torch.cuda.synchronize
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        warm_s, warm_calls = _warm_up(fn, sync, warmup_s)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    sync()
+    return graph, warm_s, warm_calls
 
-    Capture must happen on a side stream (not the default stream), after a warm-up on that stream
-    so that lazy initialisation (cuBLAS handles, autotuning) is not captured.
-    """
+
+def graph_replay(fn: Callable[[], Any], device: torch.device, calls: int) -> Callable[[], None]:
+    """A callable replaying a graph of `calls` calls of fn: what a cuda_graph timing measured,
+    for an energy window that must run the same execution (no launch gaps at idle power)."""
     with torch.cuda.device(device):
-        sync = torch.cuda.synchronize
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            warm_s, warm_calls = _warm_up(fn, sync, config.warmup_s)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(config.graph_calls):
-                fn()
+        graph, _, _ = _capture(fn, calls, 0.0)
+
+    def replay() -> None:
         graph.replay()
-        sync()
+
+    return replay
+
+
+def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: TimerConfig) -> Timing:
+    """Capture `graph_calls` calls in one graph (`_capture`); a sample is one replay / graph_calls."""
+    with torch.cuda.device(device):
+        graph, warm_s, warm_calls = _capture(fn, config.graph_calls, config.warmup_s)
         samples: list[float] = []
         start = time.perf_counter()
         while True:

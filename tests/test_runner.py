@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -328,3 +329,38 @@ def test_every_triton_backend_is_marked_interpreted_on_a_cpu(toy: str) -> None:
     REGISTRY[toy].backend("triton.variant")(lambda p, d: Case(fn=lambda: x @ x, flops=2 * 8**3))
     recs = by_backend(toy, backends=["ref", "triton.variant"])
     assert recs["triton.variant"].interpreted is True and recs["ref"].interpreted is False
+
+
+def test_the_energy_window_runs_what_the_timer_timed(toy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case timed as CUDA-graph replays is replayed in its energy window too (launched one by
+    one, the window would hold launch gaps at idle power); others run back to back."""
+    import aibench.runner as runner_module
+    from aibench.telemetry.core import TelemetryResult
+
+    seen: dict[str, Any] = {}
+
+    class Tele:
+        available, reason = True, None
+
+        def uncovered(self, used: list[int]) -> list[int]:
+            return []
+
+        def measure_energy(self, fn: Any, sync: Any, **kw: Any) -> TelemetryResult:
+            seen.update(kw, fn=fn)
+            return TelemetryResult({"available": True, "reason": None}, [])
+
+    replay = object()
+    monkeypatch.setattr(runner_module, "graph_replay", lambda fn, device, calls: replay)
+    real_measure = runner_module.measure
+
+    def as_graph(fn: Any, device: Any, config: Any) -> Any:
+        return dataclasses.replace(real_measure(fn, device, config), method="cuda_graph")
+
+    options = dataclasses.replace(FAST, telemetry=True)
+    (plain,) = run_workload(toy, {}, CPU, ["ref"], options, telemetry=Tele())
+    assert seen["fn"] is not replay and seen["calls_per_fn"] == 1
+    assert plain.record.telemetry["execution"] == "back-to-back calls"
+    monkeypatch.setattr(runner_module, "measure", as_graph)
+    (graphed,) = run_workload(toy, {}, CPU, ["ref"], options, telemetry=Tele())
+    assert seen["fn"] is replay and seen["calls_per_fn"] == FAST.timer.graph_calls
+    assert graphed.record.telemetry["execution"].startswith("CUDA-graph replays")

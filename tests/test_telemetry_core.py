@@ -289,3 +289,16 @@ def test_a_gpu_run_samples_every_visible_gpu_its_own_first(monkeypatch: pytest.M
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert telemetry_devices(torch.device("cuda", 2)) == [torch.device("cuda", i) for i in (2, 0, 1, 3)]
     assert telemetry_devices(torch.device("cpu")) == [torch.device("cpu")]  # RAPL packages
+
+
+def test_a_graph_replay_of_several_calls_counts_each_call() -> None:
+    """An energy window that replays a CUDA graph of 4 calls per fn call: energy per call and per
+    unit of work are per operation, as the timer's samples are."""
+    tele = Telemetry("nvml", [ConstantReader()], interval_s=0.002)
+    fn_calls: list[int] = []
+    s = tele.measure_energy(lambda: (time.sleep(0.001), fn_calls.append(1)), lambda: None, min_duration_s=0.03,
+                            work={"tokens": 8.0}, calls_per_fn=4).summary
+    assert s["calls"] == 4 * len(fn_calls)
+    assert s["energy_per_call_j"] == pytest.approx(s["energy_j"] / (4 * len(fn_calls)))
+    assert s["per_unit"]["j_per_token"] == pytest.approx(s["energy_per_call_j"] / 8.0)
+    tele.close()

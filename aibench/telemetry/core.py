@@ -169,8 +169,11 @@ class Telemetry:
         min_duration_s: float = 2.0,
         work: dict[str, float] | None = None,
         devices: Sequence[int] | None = None,
+        calls_per_fn: int = 1,
     ) -> TelemetryResult:
         """Energy of fn: called repeatedly between two syncs for at least min_duration_s.
+        `calls_per_fn`: calls of the measured operation one fn call makes (a graph replay of
+        several): energy per call and per unit of work are per operation, `work` is per operation.
 
         `devices`: the torch indices of the devices fn runs on; only their energy, power and
         throttling are counted (every device's samples are kept). None: every covered device.
@@ -202,6 +205,7 @@ class Telemetry:
             # Summing the devices that are covered would report part of the energy as all of it.
             raise ValueError(f"telemetry covers devices {self.device_indices}, not {missing}: check uncovered() first")
         t0, t1, calls = self._run_window(fn, sync, min_duration_s)
+        calls *= calls_per_fn
         every = self._devices(t0, t1)
         devices = [d for d in every if wanted is None or d.get("index") in wanted]  # counted
         others = [d for d in every if wanted is not None and d.get("index") not in wanted]
