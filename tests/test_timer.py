@@ -74,3 +74,16 @@ def test_cuda_event_timer_flushes_l2() -> None:
     assert timing.method == "cuda_event" and timing.l2_flush
     graph = measure(lambda: x.add_(1), torch.device("cuda"), TimerConfig(min_time_s=0.1, cuda_graph=True))
     assert graph.method == "cuda_graph" and graph.calls_per_sample == 20
+
+
+@pytest.mark.gpu
+def test_graph_replay_runs_the_captured_calls() -> None:
+    from aibench.timer import graph_replay
+
+    x = torch.zeros(1, device="cuda")
+    replay = graph_replay(lambda: x.add_(1), torch.device("cuda"), 3)
+    before = float(x)  # the capture's own replay ran once
+    replay()
+    replay()
+    torch.cuda.synchronize()
+    assert float(x) - before == 6.0
