@@ -254,6 +254,10 @@ QWEN2 = {"architectures": ["Qwen2ForCausalLM"]}
     ("change", "message"),
     [
         ({"architectures": ["GPT2LMHeadModel"]}, "unsupported architecture 'GPT2LMHeadModel'"),
+        ({"architectures": [], "model_type": "gemma"}, "unsupported architecture 'gemma'"),
+        ({"architectures": []}, "names no architecture"),
+        ({"architectures": [None]}, "names no architecture"),
+        ({"architectures": [None], "model_type": "gpt2"}, "unsupported architecture 'gpt2'"),
         ({"hidden_size": None}, "missing required key 'hidden_size'"),
         ({"num_attention_heads": "four"}, "'num_attention_heads' must be int"),
         ({"num_key_value_heads": 3}, "multiple of n_kv_head"),
@@ -306,3 +310,39 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
         from_pretrained(tmp_path)
+
+
+def test_malformed_index_is_a_value_error_naming_the_file(tmp_path: Path) -> None:
+    cfg = _config()
+    folder = _write(tmp_path / "listmap", cfg, _tensors(cfg))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": ["model.safetensors"]}))
+    with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json .*weight_map"):
+        from_pretrained(folder)
+
+
+def test_unreadable_safetensors_file_is_named(tmp_path: Path) -> None:
+    cfg = _config()
+    folder = _write(tmp_path / "garbage", cfg, _tensors(cfg))
+    (folder / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ValueError, match=r"garbage/model\.safetensors is not a readable safetensors file"):
+        from_pretrained(folder)
+
+
+def test_config_errors_name_the_file_once(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({**_config(), "vocab_size": "96"}))
+    with pytest.raises(ValueError) as info:
+        from_pretrained(tmp_path)
+    assert str(info.value).count("config.json") == 1, str(info.value)
+
+
+def test_non_floating_tensor_is_refused(tmp_path: Path) -> None:
+    # An integer tensor where a weight belongs is a broken or foreign checkpoint: casting it to
+    # floats would load numbers that were never weights.
+    cfg = _config()
+    weights = _tensors(cfg) | {"model.norm.weight": torch.ones(D, dtype=torch.int64)}
+    folder = tmp_path / "ints"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"'model\.norm\.weight' .*int64.*floating"):
+        from_pretrained(folder)

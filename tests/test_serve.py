@@ -293,3 +293,22 @@ def test_gpu_serving_tiny(backend: str) -> None:
     check = case.check()
     assert check.passed, check.detail
     assert case.measure(None).metrics["completed"] == 16
+
+
+def test_batching_check_decodes_even_when_requests_emit_one_token() -> None:
+    # One-token requests never reach a batched decode step; the check must still batch its own
+    # requests (or it compares lone prefills with lone prefills and cannot fail), without
+    # growing the KV cache the measured requests get.
+    case, params = _setup(output_len=1, concurrency_sweep="")
+    check = case.check()
+    assert check.passed, check.detail
+    assert "max 3 at once" in (check.detail or "")
+    assert case.details["max_seq"] == params["input_len"] + 1
+    checks = llm_serve._check_requests(arrivals.make_requests(4, vocab_size=61, input_len=3, output_len=1))
+    assert all(r.output_len >= 2 for r in checks)
+
+
+@pytest.mark.parametrize("slo", [{"slo_ttft_ms": -1.0}, {"slo_tpot_ms": 0.0}])
+def test_workload_rejects_slos_no_request_can_meet(slo: dict[str, float]) -> None:
+    with pytest.raises(UsageError, match="SLO"):
+        _setup(**slo)

@@ -116,3 +116,11 @@ def test_sweep_points() -> None:
     table = sm.sweep_table([p, low])
     assert [row["concurrency"] for row in table] == [1, 4]
     assert all(not (isinstance(v, float) and math.isnan(v)) for row in table for v in row.values())
+
+
+@pytest.mark.parametrize(("ttft_s", "tpot_s"), [(0.0, 0.1), (-1.0, 0.1), (2.0, 0.0), (2.0, -0.5), (math.nan, 0.1)])
+def test_slo_bounds_must_be_positive(ttft_s: float, tpot_s: float) -> None:
+    # A bound no request can meet gives goodput 0: a number that measures the parameter, not the system.
+    with pytest.raises(ValueError, match="SLO"):
+        sm.SLO(ttft_s=ttft_s, tpot_s=tpot_s)
+    assert sm.SLO(ttft_s=math.inf, tpot_s=0.05).tpot_s == 0.05  # no bound on TTFT is allowed

@@ -106,3 +106,13 @@ def test_gpu_compile_matches_fp32(name: str) -> None:
     case = wl.get_backend("torch.compile").setup(params, torch.device("cuda"))
     check = case.check()
     assert check.passed, check.detail
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vit_b16"])
+def test_fp32_check_uses_an_independent_reference(name: str) -> None:
+    # An fp32 model compared with an fp32 copy of itself runs the same kernels: error exactly 0,
+    # a check that cannot fail. The reference of an fp32 run is computed in fp64.
+    case, _ = _run(name, "torch")
+    check = case.check()
+    assert check.passed, check.detail
+    assert 0 < check.rel_error < check.tolerance

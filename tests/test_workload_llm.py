@@ -181,3 +181,20 @@ def test_triton_backend_checks_against_torch(name: str) -> None:
     assert check.passed and check.rel_error is not None and check.rel_error < 1e-5, check.detail
     assert case.details["attn_backend"] == "triton"
     assert case.cuda_graph_ok is (name == "llm.prefill")  # cached triton attention syncs for lengths
+
+
+def test_sequences_beyond_max_position_embeddings_are_refused(tmp_path: Path) -> None:
+    # As llm.serve and vLLM's max_model_len: positions past the model's table are not the model.
+    limit = TINY.block_size
+    with pytest.raises(UsageError, match=rf"{limit + 1} positions .*tiny.* {limit}"):
+        _setup("llm.prefill", "torch", prompt_len=limit + 1)
+    with pytest.raises(UsageError, match=rf"{limit + 1} positions .*tiny.* {limit}"):
+        _setup("llm.decode", "torch", context_len=limit - 1, new_tokens=2)
+    case, _ = _setup("llm.decode", "torch", context_len=limit - 2, new_tokens=2)  # exactly the limit
+    assert case.details["context_len"] == limit - 2
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 40,
+           "max_position_embeddings": 8, "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UsageError, match=r"16 positions .* 8 \(max_position_embeddings\)"):
+        _setup("llm.prefill", "torch", weights=str(tmp_path))  # refused from config.json, before any weight

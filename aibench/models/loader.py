@@ -89,7 +89,7 @@ def _rope(cfg: Mapping[str, Any]) -> tuple[float, RopeScaling | None]:
                                                       _get(cfg, "max_position_embeddings", int, 8192))),
         )
     except ValueError as exc:
-        raise ValueError(f"config.json: {exc}") from None
+        raise ValueError(_in_config(exc)) from None
     return theta, scaling
 
 
@@ -130,8 +130,14 @@ def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
     """ModelArgs from a Hugging Face config.json dict (Llama, Mistral, Qwen2, Mixtral)."""
     if not isinstance(cfg, Mapping):
         raise ValueError(f"config.json must hold a JSON object, got {type(cfg).__name__}")
-    archs = cfg.get("architectures") or [_MODEL_TYPES.get(str(cfg.get("model_type")), "")]
-    arch = archs[0] if isinstance(archs, list) and archs else str(archs)
+    archs = cfg.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs else archs
+    if not arch:  # no (or an empty) architectures list: the model_type names the family
+        arch = _MODEL_TYPES.get(str(cfg.get("model_type")), "")
+    arch = str(arch) if arch else ""
+    if not arch and not cfg.get("model_type"):
+        raise ValueError(f"config.json names no architecture (neither 'architectures' nor 'model_type'); "
+                         f"supported: {', '.join(ARCHITECTURES)}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"config.json: unsupported architecture {arch or cfg.get('model_type')!r} "
                          f"(supported: {', '.join(ARCHITECTURES)})")
@@ -171,7 +177,13 @@ def args_from_hf_config(cfg: Mapping[str, Any], name: str = "") -> ModelArgs:
             name=name or arch,
         )
     except ValueError as exc:
-        raise ValueError(f"config.json: {exc}") from None
+        raise ValueError(_in_config(exc)) from None
+
+
+def _in_config(exc: ValueError) -> str:
+    # `_get` already names config.json; ModelArgs' own checks do not: prefix those only once.
+    text = str(exc)
+    return text if text.startswith("config.json:") else f"config.json: {text}"
 
 
 # --- Tensor layout ----------------------------------------------------------------------------
@@ -259,8 +271,6 @@ def read_config(path: str | Path) -> ModelArgs:
 
 def weight_files(path: str | Path) -> dict[str, Path]:
     """Tensor name -> the safetensors file holding it (index.json, model.safetensors, or *.safetensors)."""
-    from safetensors import safe_open
-
     folder = _folder(path)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
@@ -268,6 +278,9 @@ def weight_files(path: str | Path) -> dict[str, Path]:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{index} is not a valid safetensors index (needs a weight_map): {exc}") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ValueError(f"{index} is not a valid safetensors index: its weight_map must map tensor names "
+                             f"to shard file names, got {type(weight_map).__name__}")
         files = {name: folder / shard for name, shard in weight_map.items()}
         for shard in sorted(set(files.values())):
             if not shard.is_file():
@@ -279,16 +292,25 @@ def weight_files(path: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"no *.safetensors weights in {folder} (pytorch_model.bin is not supported)")
     files = {}
     for shard in shards:
-        with safe_open(str(shard), framework="pt") as f:
+        with _open_shard(shard) as f:
             files.update(dict.fromkeys(f.keys(), shard))
     return files
+
+
+def _open_shard(shard: Path) -> Any:
+    """safe_open, with a broken file (truncated, not safetensors) reported by its path: the
+    library's own message ("header too large") names no file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(str(shard), framework="pt")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{shard} is not a readable safetensors file: {exc}") from None
 
 
 def from_pretrained(path: str | Path, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32) -> Transformer:
     """Load a Hugging Face checkpoint folder into a Transformer on `device` in `dtype`."""
-    from safetensors import safe_open
-
     args = read_config(path)
     files = weight_files(path)
     expected = hf_tensor_shapes(args)
@@ -306,13 +328,19 @@ def from_pretrained(path: str | Path, device: torch.device | str = "cpu",
     for shard in sorted({files[n] for n in expected}):
         # One tensor at a time through host memory, cast and moved as it arrives: the host never
         # holds more than one tensor, the device never more than the model (plus one layer's q/k/v).
-        with safe_open(str(shard), framework="pt") as f:
+        with _open_shard(shard) as f:
             for name in (n for n in expected if files[n] == shard):
                 shape = tuple(f.get_slice(name).get_shape())
                 if shape != expected[name]:
                     raise ValueError(f"tensor {name!r} in {shard.name}: expected shape "
                                      f"{list(expected[name])}, got {list(shape)}")
-                hf[name] = f.get_tensor(name).to(device=device, dtype=dtype)
+                tensor = f.get_tensor(name)
+                if not tensor.is_floating_point():
+                    # Integers are no weights (quantized or foreign data): casting them to floats
+                    # would load numbers the model was never trained with.
+                    raise ValueError(f"tensor {name!r} in {shard.name} is {str(tensor.dtype).replace('torch.', '')}, "
+                                     f"not floating point: aibench loads unquantized bf16/fp16/fp32 weights")
+                hf[name] = tensor.to(device=device, dtype=dtype)
     native = hf_to_native(hf, args, consume=True)  # frees the unfused tensors as it goes
     with torch.device("meta"):
         model = Transformer(args)

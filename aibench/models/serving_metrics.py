@@ -60,6 +60,13 @@ class SLO:
     ttft_s: float = 2.0
     tpot_s: float = 0.1
 
+    def __post_init__(self) -> None:
+        # A bound of 0 or less (or NaN) is met by no request: goodput would be a 0 that measures
+        # the parameter, not the system. inf (no bound) is allowed.
+        for name, bound in (("TTFT", self.ttft_s), ("TPOT", self.tpot_s)):
+            if not bound > 0:
+                raise ValueError(f"SLO on {name} must be a positive time, got {bound}")
+
 
 def ttft(r: RequestTiming) -> float:
     """Time to first token (s)."""

@@ -135,6 +135,11 @@ def build_model(p: dict[str, Any], device: torch.device, batch: int, max_seq: in
     if p.get("compile") and device.type != "cuda":
         raise Unsupported("compile=true needs a CUDA GPU (torch.compile with CUDA graphs)")
     args = read_config(p["weights"]) if p["weights"] else ModelArgs.from_name(p["model"])
+    if max_seq > args.block_size:
+        # As llm.serve and vLLM's max_model_len: RoPE past the trained positions is not the model
+        # the name promises, and a config's limit is what a deployment of it would enforce.
+        raise UsageError(f"sequences need {max_seq} positions but model {args.name} supports {args.block_size} "
+                         f"(max_position_embeddings); shorten the prompt or context")
     if args.sliding_window is not None and max_seq > args.sliding_window:
         # The model masks beyond the window (exact logits) but still computes full attention, unlike
         # the windowed kernels a serving engine runs: a time that would misstate the hardware.

@@ -79,6 +79,9 @@ def _plan(p: dict[str, Any], vocab_size: int) -> tuple[list[Request], float, lis
         raise UsageError(f"num_requests must be >= 1, got {p['num_requests']}")
     if p["max_concurrency"] < 0 or p["max_batch"] < 0:
         raise UsageError("max_concurrency and max_batch must be >= 0 (0: automatic)")
+    for name in ("slo_ttft_ms", "slo_tpot_ms"):
+        if not p[name] > 0:  # goodput under a bound no request can meet would be a meaningless 0
+            raise UsageError(f"{name}: an SLO must be a positive time in ms, got {p[name]}")
     requests = make_requests(
         p["num_requests"], vocab_size=vocab_size, input_len=p["input_len"], output_len=p["output_len"],
         input_len_max=p["input_len_max"] or None, output_len_max=p["output_len_max"] or None,
@@ -100,11 +103,16 @@ def _sweep_requests(p: dict[str, Any], vocab_size: int, level: int) -> list[Requ
 
 
 def _check_requests(requests: list[Request]) -> list[Request]:
+    # At least two tokens each, so that the requests share a batched decode step (one-token
+    # requests would only be prefilled, alone: a check that cannot fail); prompts trimmed so that
+    # prompt + tokens stays within the measured requests' longest, so the check never enlarges
+    # the KV cache (whose length the torch decode path reads every step).
+    longest = max_total_len(requests)
+    tokens = max(2, min(CHECK_TOKENS, longest - 1))
     prompt = max(requests, key=lambda r: r.input_len).prompt
-    n = len(prompt)
+    n = max(1, min(len(prompt), longest - tokens))
     lengths = [n, max(1, n // 2), max(1, n // 3 - 1)]
-    return [Request(i, 0.0, prompt[:length], min(CHECK_TOKENS, requests[0].output_len))
-            for i, length in enumerate(lengths[:CHECK_REQUESTS])]
+    return [Request(i, 0.0, prompt[:length], tokens) for i, length in enumerate(lengths[:CHECK_REQUESTS])]
 
 
 def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:

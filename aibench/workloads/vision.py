@@ -4,7 +4,8 @@ One call of a case is one inference forward pass over a batch of random images u
 torch.inference_mode; throughput is images/s. FLOPs per call are counted once at setup by
 FlopCounterMode on the meta device (aibench.models.vision.count_flops): ResNet-50 at 224x224 is
 4.09 GMACs = 8.18 GFLOP per image, ViT-B/16 17.56 GMACs = 35.1 GFLOP per image. The check
-compares the output with an fp32 copy of the same weights on the first few images.
+compares the output with a copy of the same weights in higher precision (fp32; fp64 for an fp32
+run) on the first few images.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def _case(name: str, p: dict[str, Any], device: torch.device, compiled: bool) ->
     flops = vision.count_flops(build, (batch, 3, size, size))
     model32 = build().eval()
     n_params = vision.param_count(model32)
-    reference = model32.to(device=device, memory_format=fmt)
-    model = copy.deepcopy(reference).to(dtype=dtype)
+    model = copy.deepcopy(model32).to(device=device, dtype=dtype, memory_format=fmt)
+    # The reference runs in a higher precision than the timed model: fp32 for bf16/fp16, fp64 for
+    # fp32 (an fp32 copy would run the very same kernels: error exactly 0, a check that cannot
+    # fail). Its memory format does not matter: plain layout, which every fp64 kernel takes.
+    ref_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+    reference = model32.to(device=device, dtype=ref_dtype)
     gen = torch.Generator(device=device).manual_seed(p["seed"] + 1)
     images32 = torch.randn(batch, 3, size, size, generator=gen, device=device).contiguous(memory_format=fmt)
     images = images32.to(dtype)
@@ -105,7 +110,7 @@ def _case(name: str, p: dict[str, Any], device: torch.device, compiled: bool) ->
             return Check(False, detail="non-finite logits", tolerance=tolerance)
         k = min(batch, CHECK_IMAGES)
         with torch.inference_mode():
-            ref = reference(images32[:k])
+            ref = reference(images32[:k].to(ref_dtype).contiguous())
         return compare(out[:k].float(), ref, tolerance)
 
     return Case(
