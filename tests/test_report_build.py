@@ -236,6 +236,8 @@ def test_serving_and_vision_families_and_their_cost_basis(tmp_path: Path) -> Non
     assert cell is not None and cell.cost is not None
     assert [m.key for m in serve.family.metrics] == ["output_tokens_per_s", "ttft_p99_s", "tpot_p99_s", "goodput_rps"]
     assert [v.value for v in cell.values] == [4000.0, 0.25, 0.02, 12.5]
+    # Its samples are request latencies: their spread is not the throughput's, and is not shown.
+    assert cell.rel_noise is None and row_of(report, "vision.resnet50").cells[0].rel_noise == 0.004
     hourly = hourly_eur(600.0, PRICES[H200])
     assert cell.cost.per_work_eur.value == pytest.approx(cost_per_million(hourly, 4000.0), rel=1e-15)
     vision = row_of(report, "vision.resnet50").cells[0]

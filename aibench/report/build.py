@@ -197,7 +197,8 @@ def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost
     samples = _d(rec.get("telemetry")).get("samples_file")
     return Cell(
         record_id=str(rec["id"]), status=str(rec["status"]), reason=rec.get("reason"), values=tuple(values),
-        rel_noise=_number(timing.get("rel_noise")), median_s=_number(timing.get("median")), ratio=ratio,
+        rel_noise=_number(timing.get("rel_noise")) if family.noise_of_key else None,
+        median_s=_number(timing.get("median")), ratio=ratio,
         energy=energy, cost=_cost(rec, family, key, energy, sc) if sc is not None else None,
         samples_file=samples if isinstance(samples, str) else None,
     )

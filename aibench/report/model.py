@@ -44,6 +44,10 @@ class Family:
     metrics: tuple[Metric, ...]
     energy_unit: str  # the per_unit name: tflop, gb, token, image
     cost_basis: str | None = None  # tokens | images | pflop: what the TCO prices
+    # Whether the timing's noise (spread of the median of its samples) is the key metric's: true
+    # where the metric is the median's inverse; a serving run's samples are request latencies,
+    # and its throughput is tokens over the whole run, which that spread says nothing about.
+    noise_of_key: bool = True
 
 
 _TFLOPS = Metric("tflops", "TFLOP/s", "TFLOP/s")
@@ -63,7 +67,7 @@ LLM_SERVE = Family("LLM serving", (
     Metric("ttft_p99_s", "TTFT p99", "ms", 1e3),
     Metric("tpot_p99_s", "TPOT p99", "ms", 1e3),
     Metric("goodput_rps", "goodput", "req/s"),
-), "token", "tokens")
+), "token", "tokens", noise_of_key=False)
 VISION = Family("Vision", (_IMAGES,), "image", "images")
 # nccl-tests' busbw first: it is comparable across GPU counts and collectives (algbw is not).
 COLLECTIVES = Family("Collectives: across the node's GPUs", (
