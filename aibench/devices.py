@@ -71,6 +71,13 @@ def spec_for(device: torch.device) -> DeviceSpec | None:
     return match_spec(describe(device).name)
 
 
+def no_peak_reason(device: torch.device, spec: DeviceSpec | None, what: str) -> str:
+    """Why a "% of peak" (MFU, MBU) has no value: no datasheet row, or none for `what`."""
+    if spec is None:
+        return f"no datasheet peak known for {describe(device).name!r}"
+    return f"datasheet row {spec.name!r} has no {what} peak"
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for all queued work on the device (a no-op on CPU)."""
     if device.type == "cuda":

@@ -181,7 +181,8 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
         # it owns its rates; nothing is derived from the median here.
         custom = case.measure(options.timer)
         timing = _custom_timing(custom.samples_s)
-        metrics, unavailable = {k: float(v) for k, v in custom.metrics.items() if v is not None}, {}
+        metrics = {k: float(v) for k, v in custom.metrics.items() if v is not None}
+        unavailable = dict(custom.unavailable)
         details = {**case.details, **custom.details}
     else:
         timer_cfg = options.timer if case.cuda_graph_ok else replace(options.timer, cuda_graph=False)
@@ -190,6 +191,7 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
         details = dict(case.details)
     if case.metrics is not None:
         metrics.update(case.metrics(timing["median"]))
+    unavailable.update({k: why for k, why in case.unavailable.items() if k not in metrics})
     if baseline is not None and not backend.baseline:
         speedup, reason = speedup_against(baseline, timing["median"])
         if speedup is not None:
@@ -272,22 +274,16 @@ def derive_metrics(case: Case, median_s: float, device: torch.device) -> tuple[d
         if peak:
             metrics["pct_peak_tflops"] = 100.0 * metrics["tflops"] / peak
         else:
-            unavailable["pct_peak_tflops"] = _no_peak(device, spec, f"{case.dtype} TFLOP/s")
+            unavailable["pct_peak_tflops"] = devices.no_peak_reason(device, spec, f"{case.dtype} TFLOP/s")
     if case.bytes is not None:
         metrics["gbps"] = case.bytes / median_s / 1e9
         if spec and spec.bandwidth_gbps:
             metrics["pct_peak_bandwidth"] = 100.0 * metrics["gbps"] / spec.bandwidth_gbps
         else:
-            unavailable["pct_peak_bandwidth"] = _no_peak(device, spec, "memory bandwidth")
+            unavailable["pct_peak_bandwidth"] = devices.no_peak_reason(device, spec, "memory bandwidth")
     for unit, amount in case.work.items():
         metrics[f"{unit}_per_s"] = amount / median_s
     return metrics, unavailable
-
-
-def _no_peak(device: torch.device, spec: Any, what: str) -> str:
-    if spec is None:
-        return f"no datasheet peak known for {devices.describe(device).name!r}"
-    return f"datasheet row {spec.name!r} has no {what} peak"
 
 
 def speedup_against(baseline: Record, median_s: float) -> tuple[float | None, str]:

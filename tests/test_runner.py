@@ -364,3 +364,13 @@ def test_the_energy_window_runs_what_the_timer_timed(toy: str, monkeypatch: pyte
     (graphed,) = run_workload(toy, {}, CPU, ["ref"], options, telemetry=Tele())
     assert seen["fn"] is replay and seen["calls_per_fn"] == FAST.timer.graph_calls
     assert graphed.record.telemetry["execution"].startswith("CUDA-graph replays")
+
+
+def test_a_case_says_why_a_metric_is_missing(toy: str) -> None:
+    wl = REGISTRY[toy]
+    x = torch.randn(8, 8)
+    wl.backend("peakless")(lambda p, d: Case(fn=lambda: x @ x, metrics=lambda s: {"tokens_per_s": 1 / s},
+                                             unavailable={"mfu_pct": "no peak", "tokens_per_s": "shadowed"}))
+    rec = by_backend(toy, backends=["peakless"])["peakless"]
+    assert rec.unavailable["mfu_pct"] == "no peak" and "mfu_pct" not in rec.metrics
+    assert "tokens_per_s" in rec.metrics and "tokens_per_s" not in rec.unavailable  # a value wins over a reason

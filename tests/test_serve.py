@@ -306,6 +306,10 @@ def test_batching_check_decodes_even_when_requests_emit_one_token() -> None:
     assert case.details["max_seq"] == params["input_len"] + 1
     checks = llm_serve._check_requests(arrivals.make_requests(4, vocab_size=61, input_len=3, output_len=1))
     assert all(r.output_len >= 2 for r in checks)
+    measured = case.measure(None)  # one token each: TPOT and ITL are undefined, and said to be
+    assert "tpot_p99_s" not in measured.metrics and "itl_mean_s" not in measured.metrics
+    assert measured.unavailable["tpot_p99_s"].startswith("undefined: no request produced more than one")
+    assert "interactivity_tok_s_user" in measured.unavailable and "ttft_p99_s" not in measured.unavailable
 
 
 @pytest.mark.parametrize("slo", [{"slo_ttft_ms": -1.0}, {"slo_tpot_ms": 0.0}])

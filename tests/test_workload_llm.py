@@ -103,6 +103,7 @@ def test_prefill_case_checks_and_counts(model: str) -> None:
     assert case.details["weights"] == "random(seed=0)" and case.details["model"] == model
     metrics = case.metrics(0.5)
     assert metrics == {"tokens_per_s": p["batch"] * p["prompt_len"] / 0.5}  # CPU: no peak, no MFU
+    assert case.unavailable["mfu_pct"].startswith("no datasheet peak known for")  # and the record says why
     assert case.cuda_graph_ok is (model == "tiny")
 
 
@@ -122,6 +123,7 @@ def test_decode_case_checks_and_counts(model: str) -> None:
     assert m["tpot_s"] == pytest.approx(0.2 / N)
     assert m["effective_bandwidth_gbps"] == pytest.approx(case.bytes / 0.2 / 1e9)
     assert "mbu_pct" not in m  # no bandwidth peak for a CPU: left out, never 0
+    assert case.unavailable["mbu_pct"].startswith("no datasheet peak known for")
     assert case.check().passed  # the timed calls did not disturb the prefilled context
 
 

@@ -235,8 +235,9 @@ def _prefill_case(p: dict[str, Any], device: torch.device, backend: str) -> Case
         return out
 
     # MoE prefill groups tokens per expert (a host sync), which CUDA graphs cannot capture.
+    no_mfu = {} if peak else {"mfu_pct": devices.no_peak_reason(device, spec, f"{p['dtype']} TFLOP/s")}
     return Case(fn=fn, check=check, flops=flops, bytes=None, work={"tokens": B * S}, dtype=p["dtype"],
-                metrics=metrics, cuda_graph_ok=not (p["compile"] or args.is_moe),
+                metrics=metrics, unavailable=no_mfu, cuda_graph_ok=not (p["compile"] or args.is_moe),
                 details={**_details(model, source, p, backend), "batch": B, "prompt_len": S})
 
 
@@ -321,8 +322,9 @@ def _decode_case(p: dict[str, Any], device: torch.device, backend: str) -> Case:
     # Graph-capturable only without host syncs: the triton path reads positions on the host,
     # MoE beyond E / k tokens groups them per expert; compile's reduce-overhead has its own graphs.
     syncs = backend == "triton" or (args.is_moe and B * args.n_expert_per_tok > args.n_expert)
+    no_mbu = {} if peak_bw else {"mbu_pct": devices.no_peak_reason(device, spec, "memory bandwidth")}
     return Case(fn=fn, check=check, flops=decode_flops(args, B, C, N), bytes=nbytes, work={"tokens": B * N},
-                dtype=p["dtype"], metrics=metrics, cuda_graph_ok=not (p["compile"] or syncs),
+                dtype=p["dtype"], metrics=metrics, unavailable=no_mbu, cuda_graph_ok=not (p["compile"] or syncs),
                 details={**_details(model, source, p, backend), "batch": B, "context_len": C, "new_tokens": N,
                          "byte_formula": "steps*weight_bytes + kv_bytes_per_position*attended_positions"})
 

@@ -102,6 +102,13 @@ def _sweep_requests(p: dict[str, Any], vocab_size: int, level: int) -> list[Requ
     )
 
 
+def _undefined(metrics: dict[str, float]) -> dict[str, str]:
+    """TPOT and ITL are undefined when no request produced a second token: say so, per metric."""
+    why = "undefined: no request produced more than one output token"
+    keys = [f"{name}_{stat}_s" for name in ("tpot", "itl") for stat in ("mean", *(label for label, _ in sm.PERCENTILES))]
+    return {k: why for k in [*keys, "interactivity_tok_s_user"] if k not in metrics}
+
+
 def _check_requests(requests: list[Request]) -> list[Request]:
     # At least two tokens each, so that the requests share a batched decode step (one-token
     # requests would only be prefilled, alone: a check that cannot fail); prompts trimmed so that
@@ -162,7 +169,7 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
         if levels:
             points = serve.sweep_concurrency(engine, lambda level: sweeps[level], levels, slo)
             details["concurrency_sweep"] = sm.sweep_table(points)
-        return CustomMeasurement([sm.e2el(t) for t in run.timings()], metrics, details)
+        return CustomMeasurement([sm.e2el(t) for t in run.timings()], metrics, details, _undefined(metrics))
 
     return Case(
         fn=engine.decode_step_fn(max_batch),

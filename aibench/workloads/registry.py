@@ -116,6 +116,7 @@ class CustomMeasurement:
     samples_s: list[float]
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
 
 
 @dataclass
@@ -129,6 +130,9 @@ class Case:
     work: dict[str, float] = field(default_factory=dict)  # units per call: {"tokens": 4096}
     dtype: str | None = None  # picks the peak TFLOP/s row for "% of peak"
     metrics: Callable[[float], dict[str, float]] | None = None  # extra metrics of the median (s)
+    # Metrics this case cannot give, with the reason (MFU without a datasheet peak): the record
+    # says why, never a 0 and never a silent gap.
+    unavailable: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # recorded as-is (JSON-safe values)
     measure: Callable[[Any], CustomMeasurement] | None = None  # replaces the timer when set
     cuda_graph_ok: bool = True  # False when fn synchronises or allocates (cannot be captured)
