@@ -45,7 +45,8 @@ class _FakeTelemetry:
     def uncovered(self, indices: list[int]) -> list[int]:
         return [i for i in indices if i >= self.device_count]
 
-    def measure_energy(self, fn: Any, sync: Any, *, min_duration_s: float, work: Any, devices: Any = None) -> Any:
+    def measure_energy(self, fn: Any, sync: Any, *, min_duration_s: float, work: Any, devices: Any = None,
+                       calls_per_fn: int = 1) -> Any:
         self.counted.append(devices)
         for _ in range(2):
             fn()
