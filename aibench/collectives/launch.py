@@ -29,8 +29,9 @@ from aibench.collectives.worker import OpSpec, Plan, worker_main
 from aibench.errors import WorkloadError
 
 # Test hook: "corrupt" (the last rank alters one output element after the check's collective),
-# "raise" (the last rank raises at measure), "exit" (it exits without a word). Tests set it with
-# monkeypatch; spawned ranks cannot see the parent's monkeypatches, so it travels as an argument.
+# "raise" (the last rank raises at measure), "exit" (it exits without a word), "hang" (it sleeps
+# at measure, its peers blocked in a collective). Tests set it with monkeypatch; spawned ranks
+# cannot see the parent's monkeypatches, so it travels as an argument.
 FAULT_INJECTION = ""
 
 START_TIMEOUT_S = 300.0  # interpreter + torch import + NCCL communicator on 8 GPUs

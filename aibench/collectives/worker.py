@@ -17,8 +17,11 @@ parent tears the whole pool down.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import queue
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from aibench.errors import first_line
 
 # A rank blocked in a collective gives up after this (the parent kills it well before).
 GROUP_TIMEOUT = timedelta(minutes=10)
+ORPHAN_POLL_S = 0.5  # how often a rank looks whether its parent is still there
 CHECK_CHUNK = 1 << 24  # elements per reference chunk: bounds the check's temporary memory
 _PRIME = 2_147_483_647  # 2^31 - 1: the modulus of the MINSTD generator used for check patterns
 _MINSTD = 48_271
@@ -217,6 +221,8 @@ class _Rank:
             raise RuntimeError("injected fault (test hook)")
         if self.fault == "exit" and self.rank == self.n - 1:
             os._exit(3)
+        if self.fault == "hang" and self.rank == self.n - 1:
+            time.sleep(3600.0)  # its peers block in the first collective: a hung rank
         calibration = self.iterate(3)
         warmup, count = self._agree(plan_iterations(sorted(calibration)[1], plan))
         if warmup:
@@ -326,10 +332,35 @@ def _serve(rank: int, world: int, device: torch.device, cmd: str, arg: Any, stat
     raise RuntimeError(f"unknown command {cmd!r}")
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    """End this rank at once when its parent is gone (kill -9, a crash, a SIGTERM).
+
+    The command loop notices a dead parent only between commands; a rank can be blocked where it
+    never looks: inside a collective whose peer hung (until GROUP_TIMEOUT), or at exit, its queue's
+    feeder thread writing a large reply (10,000 samples) into a pipe nobody reads any more (for
+    ever). So a thread watches, and os._exit skips every clean-up that could block.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="aibench-orphan-watch", daemon=True).start()
+
+
 def worker_main(rank: int, world: int, port: int, device_type: str, commands: Any, results: Any,
                 fault: str = "") -> None:
     """Entry point of one spawned rank (see the module docstring for the protocol)."""
-    parent = os.getppid()
+    # The pid the parent gave us, not getppid() now: a parent that died during our start-up
+    # would otherwise leave us watching its reaper.
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None and spawner.pid is not None else os.getppid()
+    # A terminal's Ctrl-C reaches the whole foreground process group. Stopping the ranks is the
+    # parent's job (stop, then terminate): a rank dying of it on its own printed a traceback per
+    # rank and broke its peers' collectives before the parent had decided anything.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_when_orphaned(parent)
     seq = 0
     try:
         os.environ["MASTER_ADDR"] = "127.0.0.1"

@@ -79,6 +79,15 @@ def available(device: torch.device) -> tuple[bool, str | None]:
     return False, f"collectives run on CUDA/ROCm GPUs (NCCL) or on the CPU (gloo), not {device.type!r}"
 
 
+def validate_params(p: dict[str, Any]) -> None:
+    """A UsageError for parameters no backend can take, before any rank is spawned: the user's
+    mistake (exit 2), not a failed record."""
+    if p["size_mib"] < 1:
+        raise UsageError(f"size_mib must be >= 1, got {p['size_mib']}")
+    if p["ranks"] < 0 or p["ranks"] == 1:
+        raise UsageError(f"ranks must be 0 (every visible GPU) or at least 2, got {p['ranks']}")
+
+
 def world_size(ranks: int, device: torch.device) -> int:
     """How many ranks to run: `ranks`, or every visible GPU for 0 (2 on a CPU)."""
     if ranks < 0 or ranks == 1:
@@ -113,8 +122,7 @@ def merge_checks(per_rank: list[dict[str, Any]]) -> Check:
 
 
 def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
-    if p["size_mib"] < 1:
-        raise UsageError(f"size_mib must be >= 1, got {p['size_mib']}")
+    validate_params(p)
     world = world_size(p["ranks"], device)
     pool = RankPool(world, device.type)
     try:
@@ -160,7 +168,7 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
 
 
 for _op in OPS:
-    _wl = workload(f"collective.{_op}", _DESCRIPTIONS[_op], _PARAMS)
+    _wl = workload(f"collective.{_op}", _DESCRIPTIONS[_op], _PARAMS, validate_params)
     _wl.backend("torch", baseline=True, available=available,
                 description=f"{_TORCH_CALLS[_op]} (NCCL/RCCL on GPUs, gloo on the CPU)")(
         functools.partial(_setup, _op))
