@@ -24,7 +24,7 @@ from aibench.deadline import Deadline
 from aibench.errors import CheckFailed, Unsupported, first_line
 from aibench.records import Record, now_iso, record_key
 from aibench.timer import TimerConfig, Timing, graph_replay, measure
-from aibench.workloads.registry import Backend, Case, Workload, get
+from aibench.workloads.registry import Backend, Case, CustomMeasurement, Workload, get
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
         # Self-timed (a serving loop): its samples are request latencies, not calls of fn, so
         # it owns its rates; nothing is derived from the median here.
         custom = case.measure(options.timer)
-        timing = _custom_timing(custom.samples_s)
+        timing = _custom_timing(custom)
         metrics = {k: float(v) for k, v in custom.metrics.items() if v is not None}
         unavailable = dict(custom.unavailable)
         details = {**case.details, **custom.details}
@@ -252,13 +252,13 @@ def _check(case: Case) -> dict[str, Any]:
     return case.check().as_dict()
 
 
-def _custom_timing(samples: list[float]) -> dict[str, Any]:
-    positive = [s for s in samples if s > 0]
+def _custom_timing(custom: CustomMeasurement) -> dict[str, Any]:
+    positive = [s for s in custom.samples_s if s > 0]
     if not positive:
         raise ValueError("self-timed workload returned no positive samples")
     return Timing(
-        method="custom", samples_s=positive, warmup_s=0.0, warmup_calls=0, total_s=sum(positive),
-        converged=True, stop_reason="self-timed workload (fixed request count)", l2_flush=False,
+        method="custom", samples_s=positive, warmup_s=0.0, warmup_calls=custom.warmup_calls, total_s=sum(positive),
+        converged=custom.converged, stop_reason=custom.stop_reason, l2_flush=False,
         stats=stats.summarize(positive),
     ).as_dict()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from aibench import runner
+from aibench import runner, stats
 from aibench.collectives import launch
 from aibench.collectives.busbw import busbw
 from aibench.collectives.launch import RankError, RankPool
@@ -93,6 +93,11 @@ def test_all_reduce_end_to_end_through_the_runner() -> None:
     assert rec.metrics["algbw_gbps"] == pytest.approx(size / rec.timing["median"] / 1e9)
     assert telemetry.calls == 2  # fn ran bursts of the collective in the ranks
     assert rec.work["collectives"] >= 1
+    # The ranks' own loop is described as it ran, not as a serving run's fixed request set.
+    timing = rec.timing
+    assert timing["stop_reason"].startswith("the ranks' plan") and timing["warmup_calls"] >= 3
+    assert timing["converged"] is (len(samples) >= FAST.timer.min_samples
+                                   and stats.rel_stderr_median(samples) <= FAST.timer.target_rel_se)
 
 
 def test_energy_of_one_device_is_not_attributed_to_two(monkeypatch: pytest.MonkeyPatch) -> None:

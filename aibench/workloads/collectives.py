@@ -158,7 +158,14 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
         note = shortfall_note(op, world, names[0], size, bus) if device.type == "cuda" else None
         if note:
             extra["busbw_note"] = note
-        return CustomMeasurement(samples, {"algbw_gbps": algbw(size, median), "busbw_gbps": bus}, extra)
+        # The ranks run a plan (iterations for min_time_s within max_time_s), not the noise rule:
+        # whether it met the target is said as the timer would say it, never assumed.
+        noise = stats.rel_stderr_median(samples) if len(samples) >= 2 else math.inf
+        converged = len(samples) >= timer_config.min_samples and noise <= timer_config.target_rel_se
+        stop = (f"the ranks' plan: {len(samples)} iterations for min_time_s; noise target "
+                f"{'met' if converged else 'not met'}")
+        return CustomMeasurement(samples, {"algbw_gbps": algbw(size, median), "busbw_gbps": bus}, extra,
+                                 warmup_calls=per_rank[0]["warmup_iterations"], converged=converged, stop_reason=stop)
 
     def fn() -> None:
         pool.burst(burst, info["iteration_s"])

@@ -117,6 +117,11 @@ class CustomMeasurement:
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
+    # How its own loop stopped, as the timer would say it: a serving run is a fixed request set
+    # (nothing to converge); a collective's ranks run a plan and its noise target may be missed.
+    warmup_calls: int = 0
+    converged: bool = True
+    stop_reason: str = "self-timed workload (fixed request count)"
 
 
 @dataclass
