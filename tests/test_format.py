@@ -62,3 +62,11 @@ def test_plan_table_keeps_case_ids_with_brackets() -> None:
                                "skip_reason": "needs [/dev/nvidia0]"}]))
     text = console.export_text()
     assert "gemm[m=1]" in text and "needs [/dev/nvidia0]" in text
+
+
+def test_collectives_show_their_bus_and_algorithm_bandwidth() -> None:
+    rec = {"workload": "collective.all_reduce", "entry": None, "params": {"size_mib": 64}, "backend": "torch",
+           "status": "ok", "reason": None, "timing": {"median": 0.001, "rel_noise": 0.01},
+           "metrics": {"busbw_gbps": 371.2, "algbw_gbps": 212.1}, "telemetry": {"available": False}}
+    text = _render([rec])
+    assert "busbw GB/s" in text and "371.2" in text and "algbw GB/s" in text and "212.1" in text

@@ -267,3 +267,10 @@ def test_unreadable_throttle_reasons_read_unknown_not_no(tmp_path: Path) -> None
         rec("gemm", {"m": 2}, H200, entry="b", metrics={"tflops": 1.0}, work=work, tel=unknown)]))])
     cells = [row.cells[0] for row in report.rows]
     assert [energy_texts(c.energy)[-1] for c in cells if c is not None] == ["no", "unknown"]
+
+
+def test_the_same_run_given_twice_is_said(tmp_path: Path) -> None:
+    run = load_run(make_run(tmp_path, H100, h100_records()))
+    report = build_report([run, run])
+    assert any("are the same run" in w for w in report.warnings)
+    assert not any("are the same run" in w for w in build_report(two_systems(tmp_path / "b")).warnings)

@@ -23,6 +23,8 @@ _COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("pct_peak_tflops", "% peak", _pct),
     ("gbps", "GB/s", num),
     ("pct_peak_bandwidth", "% BW", _pct),
+    ("busbw_gbps", "busbw GB/s", num),  # collectives: nccl-tests' bus bandwidth, then algorithm bandwidth
+    ("algbw_gbps", "algbw GB/s", num),
     ("tokens_per_s", "tok/s", num),
     ("images_per_s", "img/s", num),
     ("speedup", "speedup", ratio),

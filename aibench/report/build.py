@@ -334,6 +334,11 @@ def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
                        f"({', '.join(reasons) or 'reason not reported'}): clocks were held below full speed")
         if s.description_missing:
             out.append(f"{s.label}: the system description lacks {s.description_missing} required field(s)")
+    seen_ids: dict[str, str] = {}
+    for s in systems:  # one run packed twice, or a bundle beside its own directory: one system, not two
+        if s.run_id != "unknown" and s.run_id in seen_ids:
+            out.append(f"{seen_ids[s.run_id]} and {s.label} are the same run ({s.run_id}): one system, shown twice")
+        seen_ids.setdefault(s.run_id, s.label)
     suites = {(s.suite, s.suite_sha256) for s in systems}
     if len(suites) > 1:
         listed = "; ".join(f"{s.label}: {s.suite} sha256 {s.suite_sha256 or '?'}" for s in systems)
