@@ -11,6 +11,7 @@ import torch
 
 from aibench import devices
 from aibench.devices import DeviceInfo
+from aibench.interrupts import CtrlC
 from aibench.rundir import RunDir
 from aibench.runner import RunOptions, run_workload
 from aibench.suite import RunRules
@@ -119,10 +120,16 @@ class Session:
             self.idle_baseline()
         run = self.run_dir
         written: list[dict[str, Any]] = []
-        try:  # each record is written as it is made: a Ctrl-C keeps the backends already measured
-            outcomes = run_workload(workload, overrides, self.device, backends, self.options(timer, self.rules),
-                                    telemetry=self.telemetry,
-                                    on_outcome=(lambda o: written.append(run.append(o))) if run else None)
+
+        def keep(outcome: Any) -> None:  # each record is written as it is made
+            if run is not None:
+                written.append(run.append(outcome))
+            ctrl_c.check()  # a Ctrl-C Python swallowed during that backend stops here, its record kept
+
+        try:
+            with CtrlC() as ctrl_c:
+                outcomes = run_workload(workload, overrides, self.device, backends, self.options(timer, self.rules),
+                                        telemetry=self.telemetry, on_outcome=keep)
         except BaseException:
             if run is not None:
                 self.record_overhead()

@@ -7,8 +7,6 @@ line), so Ctrl-C or a kill leaves a valid partial run whose manifest says `compl
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from aibench.errors import AibenchError, UsageError
+from aibench.interrupts import CtrlC
 from aibench.jsonutil import jsonable_params
 from aibench.records import Record, now_iso, record_key
 from aibench.rundir import RunDir
-from aibench.runner import interrupt_is_a_timeout, run_case
+from aibench.runner import run_case
 from aibench.session import Session, timer_config
 from aibench.workloads.registry import REGISTRY, load_builtin
 
@@ -135,7 +134,7 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     per_entry = Counter(c.entry_id for c in plan)
     entry_done: Counter[str] = Counter()
     try:
-        with _CtrlC() as ctrl_c:
+        with CtrlC() as ctrl_c:
             for i, case in enumerate(plan):
                 e = case.entry_id
                 notify(Progress(i, len(plan), case.case_id, "start", e, entry_done[e], per_entry[e]))
@@ -165,43 +164,8 @@ def _pending(case: Any, done: set) -> bool:
     return (case.case_id, "*") not in done if names is None else any((case.case_id, n) not in done for n in names)
 
 
-class _CtrlC:
-    """Remembers a Ctrl-C for the length of a suite, and raises it again at the next record.
-
-    Python's handler raises KeyboardInterrupt in whatever code runs next; when that is a weakref
-    callback or a __del__ (garbage collection after every case), Python prints "Exception ignored
-    in ..." and goes on: the suite ran to its end and said complete. The deadline's own interrupt
-    (a case past case_timeout_s) runs the same handler and is not a Ctrl-C.
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _CtrlC:
-        # Only in the main thread, and only over Python's default handler: a SIGINT the shell set
-        # to be ignored (a background job) stays ignored.
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not interrupt_is_a_timeout():
-            self.seen = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.seen:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: dict,
-                 ctrl_c: _CtrlC) -> list[dict[str, Any]]:
+                 ctrl_c: CtrlC) -> list[dict[str, Any]]:
     run = session.run_dir
     assert run is not None
     wl = REGISTRY.get(case.workload)

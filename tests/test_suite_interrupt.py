@@ -99,3 +99,34 @@ def test_a_case_timeout_is_not_taken_for_ctrl_c(tmp_path: Path, toys: None) -> N
     assert records[0]["reason"].startswith("timeout")
     assert json.loads((run / "manifest.json").read_text())["complete"] is True
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_swallowed_ctrl_c_still_stops_aibench_run(tmp_path: Path, toys: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for `aibench run`: seen once during memory.copy's triton backend, which then ran
+    on and exited 0."""
+    from aibench import runner
+
+    second = workload("test.two", "two backends", [])
+    x = torch.ones(4)
+    second.backend("ref", baseline=True)(lambda p, d: Case(fn=lambda: x + 1))
+    second.backend("other")(lambda p, d: Case(fn=lambda: x + 2))
+    real, calls = runner.run_case, []
+
+    def ctrl_c_swallowed(*args: object, **kwargs: object) -> object:
+        calls.append(args[1])
+        if len(calls) == 1:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "run_case", ctrl_c_swallowed)
+    try:
+        result = CliRunner().invoke(cli, ["run", "test.two", "--device", "cpu", "--no-telemetry", "-o",
+                                          str(tmp_path), "--min-time", "0.01", "--max-time", "0.1"])
+    finally:
+        del REGISTRY["test.two"]
+    (run,) = tmp_path.iterdir()
+    assert result.exit_code == 1 and "interrupted: 1 record(s) kept" in result.output, result.output
+    assert len(calls) == 1 and json.loads((run / "manifest.json").read_text())["complete"] is False
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
