@@ -5,19 +5,24 @@ samplers' own overhead (budget: 2% of one core).
 
     python scripts/energy_check.py [--seconds 30] [--out DIR]   # summary.json, samples.csv in DIR ($OUT, /tmp)
 
-The pieces are functions over an NVML module and a Telemetry, so that the tests drive them with
-the stand-in pynvml of tests/fixtures/telemetry (no GPU) before a lease is spent on them.
+summary.json is rewritten (atomically) after every stage, "finished": false until the last, so a
+kill keeps what was measured; a stage that fails is named under "errors" and the next one still
+runs (exit 1 when the matmul window, the cross-check itself, did not complete). The pieces are
+functions over an NVML module and a Telemetry, so that the tests drive them with the stand-in
+pynvml of tests/fixtures/telemetry (no GPU) before a lease is spent on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,9 @@ WINDOW_KEYS = ("method", "energy_j", "calls", "duration_s", "energy_per_call_j",
                "per_unit", "throttle", "notes")
 
 
-def nvml_costs(nvml: Any, handle: Any, repeats: int = 200) -> dict[str, float]:
-    """Microseconds of host time per call of each NVML query the sampler makes."""
+def nvml_costs(nvml: Any, handle: Any, repeats: int = 200) -> dict[str, Any]:
+    """Microseconds of host time per call of each NVML query the sampler makes. A query that this
+    GPU or binding refuses is None, its error under "unavailable" (the other queries still run)."""
     calls: dict[str, Callable[[], object]] = {
         "field_instant": lambda: nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT]),
         "power_usage": lambda: nvml.nvmlDeviceGetPowerUsage(handle),
@@ -40,12 +46,18 @@ def nvml_costs(nvml: Any, handle: Any, repeats: int = 200) -> dict[str, float]:
         "util": lambda: nvml.nvmlDeviceGetUtilizationRates(handle),
         "meminfo": lambda: nvml.nvmlDeviceGetMemoryInfo(handle),
     }
-    cost = {}
+    cost: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
     for name, call in calls.items():
-        t = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        cost[name] = round((time.perf_counter() - t) / repeats * 1e6, 1)
+        try:
+            t = time.perf_counter()
+            for _ in range(repeats):
+                call()
+            cost[name] = round((time.perf_counter() - t) / repeats * 1e6, 1)
+        except Exception as exc:  # NVMLError_NotSupported, or a binding without the function
+            cost[name] = None
+            unavailable[name] = _why(exc)
+    cost["unavailable"] = unavailable
     return cost
 
 
@@ -78,52 +90,111 @@ def matmul_window(tele: Any, fn: Callable[[], object], sync: Callable[[], None],
     }
 
 
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _stage(summary: dict[str, Any], name: str) -> Iterator[None]:
+    """Run one stage; its failure is written under summary["errors"] and the next stage runs."""
+    try:
+        yield
+    except Exception as exc:
+        summary["errors"][name] = _why(exc)
+        print(f"{name} failed: {summary['errors'][name]}", flush=True)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """A kill leaves the previous summary or this one, never half of one (and no NaN: strict JSON)."""
+    from aibench.jsonutil import json_safe
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def bf16_matmul(device: Any, n: int = 8192) -> tuple[Callable[[], object], Callable[[], None], float]:
+    """The measured call (an n^3 bf16 product, warmed up: clocks up, cuBLAS handle and workspace
+    ready), its sync, and its FLOPs."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize(device)
+    return (lambda: a @ b), (lambda: torch.cuda.synchronize(device)), 2.0 * n**3
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the matmul energy window")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp")))
     args = ap.parse_args(argv)
 
-    import pynvml
     import torch
 
-    from aibench.telemetry import open_telemetry, write_samples_csv
+    from aibench import telemetry
 
     if not torch.cuda.is_available():
         print("energy_check: no GPU visible; nothing to check", file=sys.stderr)
         return 2
-    dev = torch.device("cuda", 0)
-    print("torch", torch.__version__, torch.cuda.get_device_name(0), flush=True)
-    pynvml.nvmlInit()
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        print("NVML call cost us:", nvml_costs(pynvml, handle), flush=True)
-        print("energy counter update gaps ms (idle):", counter_update_gaps(pynvml, handle)[:20], flush=True)
-    finally:
-        pynvml.nvmlShutdown()
-
-    tele = open_telemetry([dev])
-    print("available", tele.available, tele.source, tele.reason, flush=True)
-    idle = tele.idle_baseline(2.0)
-    print("idle:", json.dumps(idle)[:1500], flush=True)
-    n = 8192
-    a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
-    for _ in range(20):  # clocks up, cuBLAS handle and workspace ready
-        a @ b
-    torch.cuda.synchronize(dev)
-    win = matmul_window(tele, lambda: a @ b, lambda: torch.cuda.synchronize(dev), args.seconds, 2 * n**3)
-    print("matmul:", json.dumps(win["window"]), flush=True)
-    print("device:", json.dumps(win["device"]), flush=True)
-    print("TFLOP/s:", win["tflops"], flush=True)
-    overhead = tele.overhead()
-    print("overhead:", json.dumps(overhead), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_samples_csv(args.out / "samples.csv", win["samples"])
-    summary = {"idle": idle, "matmul": win["summary"], "tflops": win["tflops"], "overhead": overhead}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
-    tele.close()
-    return 0
+    dev = torch.device("cuda", 0)
+    summary: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "seconds": args.seconds,
+        "finished": False,
+        "errors": {},
+    }
+
+    def save() -> None:
+        _write_json_atomic(args.out / "summary.json", summary)
+
+    print("torch", torch.__version__, summary["device"], flush=True)
+    save()
+    with _stage(summary, "nvml_probe"):
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            summary["nvml_call_us"] = nvml_costs(pynvml, handle)
+            print("NVML call cost us:", summary["nvml_call_us"], flush=True)
+            summary["counter_update_gaps_ms"] = counter_update_gaps(pynvml, handle)[:50]
+            print("energy counter update gaps ms (idle):", summary["counter_update_gaps_ms"][:20], flush=True)
+        finally:
+            pynvml.nvmlShutdown()
+    save()
+
+    tele = telemetry.open_telemetry([dev])  # never raises: an unavailable Telemetry says why
+    summary["telemetry"] = {"available": tele.available, "source": tele.source, "reason": tele.reason}
+    print("available", tele.available, tele.source, tele.reason, flush=True)
+    try:
+        with _stage(summary, "idle"):
+            summary["idle"] = tele.idle_baseline(2.0)
+            print("idle:", json.dumps(summary["idle"])[:1500], flush=True)
+        save()
+        with _stage(summary, "matmul"):
+            fn, sync, flops = bf16_matmul(dev)
+            win = matmul_window(tele, fn, sync, args.seconds, flops)
+            summary.update(matmul=win["summary"], tflops=win["tflops"])
+            print("matmul:", json.dumps(win["window"]), flush=True)
+            print("device:", json.dumps(win["device"]), flush=True)
+            print("TFLOP/s:", win["tflops"], flush=True)
+            save()
+            telemetry.write_samples_csv(args.out / "samples.csv", win["samples"])
+        with _stage(summary, "overhead"):
+            summary["overhead"] = tele.overhead()
+            print("overhead:", json.dumps(summary["overhead"]), flush=True)
+    finally:
+        tele.close()
+    summary["finished"] = True
+    save()
+    return 0 if "matmul" in summary else 1
 
 
 if __name__ == "__main__":

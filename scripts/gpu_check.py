@@ -17,16 +17,24 @@ and, with --models, the full-model targets of the models issue:
     token at 8B, estimated to cost about as much GPU time as reading the weights).
   - llama-3.1-8b bf16 prefill >= 60% MFU at 8k tokens
 
-    python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--dtype bfloat16] [--models]
+    python scripts/gpu_check.py --out gpu-check/ [--budget-s 240] [--deadline-s 300] [--dtype bfloat16] [--models]
 
-Writes records.jsonl and summary.json under --out. Exit 0 even when a target is missed (the
-summary says so); exit 1 only when a correctness check failed.
+Writes records.jsonl and summary.json under --out, both as it goes: each record is appended (and
+fsynced) the moment its backend finishes, and the summary is rewritten atomically after it, so a
+kill (a `timeout`, the end of a lease) keeps everything measured until then. --budget-s stops
+starting new cases; --deadline-s cuts a case still running (its backend gets no record, the
+summary names it) so that the script ends by itself. The summary states each target with its
+value, bound and verdict (met: true / false, or null with the reason when it was not measured
+or only part of its shape set was), and the card, driver, versions and date.
+Exit 0 even when a target is missed (the summary says so); exit 1 only when a correctness check
+failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -36,8 +44,11 @@ from typing import Any
 import torch
 
 from aibench import devices, stats
-from aibench.records import append_jsonl
-from aibench.runner import RunOptions, run_workload
+from aibench.deadline import Deadline
+from aibench.errors import first_line
+from aibench.jsonutil import json_safe
+from aibench.records import append_jsonl, now_iso
+from aibench.runner import Outcome, RunOptions, run_workload
 from aibench.timer import TimerConfig
 from aibench.workloads.shapes import ATTENTION_DECODE_SETS, GEMM_SHAPE_SETS
 
@@ -134,10 +145,153 @@ def promote_compiled_prefill(remaining: list[tuple[str, str, dict[str, Any]]],
     return first + [c for c in remaining if c[0] != "llm-prefill-compiled"]
 
 
+Case = tuple[str, str, dict[str, Any]]
+
+
+def _label(case: Case) -> str:
+    group, name, params = case
+    return f"{group} {name} " + ",".join(f"{k}={v}" for k, v in params.items() if k != "dtype")
+
+
+class _Run:
+    """One gpu_check run's state: the records so far, written the moment each is made, and the
+    summary rewritten after each, so that a kill loses at most the backend that was running."""
+
+    def __init__(self, out: Path, device: torch.device, planned: list[Case], budget_s: float,
+                 deadline_s: float | None) -> None:
+        self.out, self.device, self.planned = out, device, planned
+        self.budget_s, self.deadline_s = budget_s, deadline_s
+        self.records_path = out / "records.jsonl"
+        self.records_path.write_text("")  # this run's records only: a rerun into --out must not mix
+        self.results: list[dict[str, Any]] = []
+        self.remaining: list[Case] = list(planned)
+        self.started: list[Case] = []
+        self.cut: list[str] = []
+        self.errors: list[str] = []
+        self.unfinished: dict[str, list[str]] = {}  # group -> why a case of it has no complete result
+        self.stopped: str | None = None
+        self.started_at = now_iso()
+        self.t0 = time.perf_counter()
+        self.environment = _environment()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def record(self, outcome: Outcome, group: str) -> None:
+        rec = outcome.record.to_dict()
+        rec["details"]["gpu_check_group"] = group
+        append_jsonl(self.records_path, rec)  # flushed and fsynced: a kill from here on keeps it
+        self.results.append(rec)
+        self.remaining = promote_compiled_prefill(self.remaining, rec)
+        m = rec["metrics"]
+        print(f"{group:13s} {rec['backend']:7s} {rec['status']:8s} "
+              f"{_short(rec['params']):58s} med={_ms(rec):>9s} "
+              f"TF={_num(m, 'tflops', 7, 1)} GB/s={_num(m, 'gbps', 8, 1)} x={_num(m, 'speedup', 5, 2)}"
+              + (f"  [{rec['reason']}]" if rec["reason"] else ""), flush=True)
+        self.save(finished=False)
+
+    def run_one(self, case: Case) -> bool:
+        """Run one case (every backend it has); False when the deadline cut it."""
+        group, name, params = case
+        self.started.append(case)
+        left = None if self.deadline_s is None else max(self.deadline_s - self.elapsed(), 1.0)
+        # Each backend's own limit (a `failed: timeout` record) and one for the whole case: a
+        # case of three backends must not run three times the time left.
+        options = RunOptions(timer=timer_for(group, params), preview=False,
+                             **({} if left is None else {"case_timeout_s": left}))
+        cut = Deadline(left)
+        try:
+            with cut:
+                run_workload(name, params, self.device, backends=backends_for(group, params), options=options,
+                             on_outcome=lambda outcome: self.record(outcome, group))
+        except KeyboardInterrupt:
+            if not cut.fired:
+                raise  # a real Ctrl-C: the records and summary written so far stay
+            self.cut.append(f"{_label(case)}: still running at the {self.deadline_s:.0f} s deadline")
+            self.unfinished.setdefault(group, []).append("cut: still running at the deadline")
+            return False
+        except Exception as exc:  # outside any backend (parameters, a device query): the next case runs
+            self.errors.append(f"{_label(case)}: {type(exc).__name__}: {first_line(exc)}")
+            self.unfinished.setdefault(group, []).append(f"error: {type(exc).__name__}: {first_line(exc)}")
+            self.save(finished=False)
+        return True
+
+    def run(self) -> None:
+        while self.remaining:
+            if self.elapsed() > self.budget_s:
+                self.stopped = "budget"
+                print(f"budget of {self.budget_s:.0f} s spent: skipping the rest", flush=True)
+                break
+            if self.deadline_s is not None and self.elapsed() >= self.deadline_s:
+                self.stopped = "deadline"
+                break
+            if not self.run_one(self.remaining.pop(0)):
+                self.stopped = "deadline"
+                print(f"deadline of {self.deadline_s:.0f} s reached: the case running was cut", flush=True)
+                break
+
+    def save(self, finished: bool) -> dict[str, Any]:
+        run = {
+            "started_at": self.started_at,
+            "elapsed_s": round(self.elapsed(), 1),
+            "budget_s": self.budget_s,
+            "deadline_s": self.deadline_s,
+            "finished": finished,
+            # budget | deadline: the rest was not run; null: everything ran (or, unfinished, still running)
+            "stopped": self.stopped,
+            "cases_planned": len(self.planned),
+            "cases_started": len(self.started),
+            "not_run": [_label(c) for c in self.remaining] if finished else [],
+            "cut": self.cut,
+            "errors": self.errors,
+        }
+        not_done = {group: list(why) for group, why in self.unfinished.items()}
+        for group, _, _ in self.remaining:
+            not_done.setdefault(group, []).append(
+                "not run: the time box ended before this case" if finished else "not run yet")
+        summary = summarize(self.results, self.device, planned=_group_counts(self.planned),
+                            not_done={g: "; ".join(dict.fromkeys(w)) for g, w in not_done.items()},
+                            run=run, environment=self.environment)
+        _write_json_atomic(self.out / "summary.json", summary)
+        return summary
+
+
+def _group_counts(cases: list[Case]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for group, _, _ in cases:
+        counts[group] = counts.get(group, 0) + 1
+    return counts
+
+
+def _environment() -> dict[str, Any]:
+    """Software versions (driver, CUDA, torch, triton, ...) and the GPUs as found; never raises."""
+    try:
+        from aibench.env import collect_environment
+
+        env = collect_environment()
+        return {"software": env.get("software"), "gpus": env.get("gpus"), "unavailable": env.get("unavailable")}
+    except Exception as exc:  # the check's numbers matter more than its fingerprint
+        return {"unavailable": {"environment": f"{type(exc).__name__}: {first_line(exc)}"}}
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """A reader (or a kill) sees the old summary or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(json_safe(data), f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--budget-s", type=float, default=240.0, help="stop starting new cases after this")
+    ap.add_argument("--deadline-s", type=float, default=None,
+                    help="cut a case still running this many seconds after the start, then write the "
+                         "summary and exit (default: no cut; each backend has the runner's own limit)")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--models", action="store_true", help="also the llama-3.1-8b MBU/MFU targets")
     args = ap.parse_args(argv)
@@ -146,32 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no GPU visible; nothing to check", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    records_path = args.out / "records.jsonl"
-    start = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    remaining = ordered_cases(args.dtype, args.models)
-    while remaining:
-        group, name, params = remaining.pop(0)
-        if time.perf_counter() - start > args.budget_s:
-            print(f"budget of {args.budget_s:.0f} s spent: skipping the rest", flush=True)
-            break
-        timer = timer_for(group, params)
-        backends = backends_for(group, params)
-        for outcome in run_workload(name, params, device, backends=backends,
-                                    options=RunOptions(timer=timer, preview=False)):
-            rec = outcome.record.to_dict()
-            rec["details"]["gpu_check_group"] = group
-            append_jsonl(records_path, rec)
-            results.append(rec)
-            remaining = promote_compiled_prefill(remaining, rec)
-            m = rec["metrics"]
-            print(f"{group:13s} {rec['backend']:7s} {rec['status']:8s} "
-                  f"{_short(rec['params']):58s} med={_ms(rec):>9s} "
-                  f"TF={_num(m, 'tflops', 7, 1)} GB/s={_num(m, 'gbps', 8, 1)} x={_num(m, 'speedup', 5, 2)}"
-                  + (f"  [{rec['reason']}]" if rec["reason"] else ""), flush=True)
-    summary = summarize(results, device)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    run = _Run(args.out, device, ordered_cases(args.dtype, args.models), args.budget_s, args.deadline_s)
+    run.save(finished=False)  # from the first second on, summary.json says what ran (nothing yet)
+    run.run()
+    summary = run.save(finished=True)
+    print(json.dumps(summary["targets"], indent=2))
+    print(json.dumps(summary["run"], indent=2))
     return 1 if summary["wrong_results"] else 0
 
 
@@ -213,11 +347,69 @@ def _vs_backend(results: list[dict[str, Any]], group: str, reference: str) -> li
             if backend == "triton" and (key, reference) in medians]
 
 
-def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
-    copy = [r for r in results if r["workload"] == "memory.copy" and r["status"] == "ok"]
+def _group_records(results: list[dict[str, Any]], groups: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [r for r in results if r["details"].get("gpu_check_group") in groups]
+
+
+def _why_missing(results: list[dict[str, Any]], groups: tuple[str, ...], metric: str | None,
+                 not_done: dict[str, str], pred: Any = lambda r: True) -> str:
+    """Why a target has no value: never a bare null (and never a 0). `pred` picks the target's
+    own records among its groups' (the square GEMM of one size)."""
+    recs = [r for r in _group_records(results, groups) if pred(r)]
+    bad = [f"{r['backend']} {r['status']}: {r['reason']}" for r in recs if r["status"] != "ok"]
+    if bad:
+        return "; ".join(dict.fromkeys(bad))[:600]
+    if metric is not None:
+        why = [r["unavailable"][metric] for r in recs if metric in (r.get("unavailable") or {})]
+        if why:
+            return f"{metric}: {why[0]}"
+    why_not = [not_done[g] for g in groups if g in not_done]
+    if why_not:
+        return "; ".join(why_not)
+    if recs:
+        return "measured, but no record carries the figure (a backend or its baseline is missing)"
+    return "not part of this run's plan (run with --models for the model targets)" \
+        if any(g.startswith("llm-") for g in groups) else "not part of this run's plan"
+
+
+def _target(value: float | None, bound: float, measured: int | None = None, planned: int | None = None,
+            why: str = "") -> dict[str, Any]:
+    """A target's verdict: met is value >= bound, or null when there is no value or only part of
+    its shape set was measured (a minimum or a geomean over a subset proves nothing)."""
+    t: dict[str, Any] = {"value": value, "target": bound, "bound": f">= {bound:g}"}
+    if measured is not None:
+        t["n"] = measured
+    if planned is not None:
+        t["planned"] = planned
+    if value is None:
+        t["met"], t["reason"] = None, why
+    elif planned is not None and measured is not None and measured < planned:
+        t["met"], t["reason"] = None, f"only {measured} of {planned} planned cases measured: {why}"
+    else:
+        t["met"] = value >= bound
+    return t
+
+
+def summarize(results: list[dict[str, Any]], device: torch.device, *, planned: dict[str, int] | None = None,
+              not_done: dict[str, str] | None = None, run: dict[str, Any] | None = None,
+              environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The targets from the records. `planned`: cases planned per group (a target over part of its
+    set gets no verdict); `not_done`: group -> why some of its cases have no result (not run, cut,
+    an error); `run`: how the run went; `environment`: software versions and GPUs."""
+    plan = planned or {}
+
+    def why(groups: tuple[str, ...], metric: str | None = None, pred: Any = lambda r: True) -> str:
+        return _why_missing(results, groups, metric, not_done or {}, pred)
+
+    def square_why(size: int) -> str:
+        return why(("gemm-square",), "speedup", lambda r: r["params"].get("m") == size)
+
+    # The copy ceiling is torch's device-to-device copy (the figure kernels/PERF.md quotes).
+    copy = [r for r in results if r["workload"] == "memory.copy" and r["backend"] == "torch"
+            and r["status"] == "ok" and isinstance(r["metrics"].get("gbps"), (int, float))]
     copy_gbps = max((r["metrics"]["gbps"] for r in copy), default=None)
     decode = [r for r in results if r["details"].get("gpu_check_group") == "attn-decode"
-              and r["backend"] == "triton" and r["status"] == "ok"]
+              and r["backend"] == "triton" and r["status"] == "ok" and isinstance(r["metrics"].get("gbps"), (int, float))]
     decode_frac = [r["metrics"]["gbps"] / copy_gbps for r in decode] if copy_gbps else []
     square, square_tma = _square_speedups(results, "triton"), _square_speedups(results, "triton.tma")
     llm_tma = _speedups(results, "gemm-llm", lambda r: r["params"]["m"] > DECODE_MAX_M, backend="triton.tma")
@@ -231,38 +423,54 @@ def summarize(results: list[dict[str, Any]], device: torch.device) -> dict[str, 
     def geo(xs: list[float]) -> float | None:
         return stats.geomean(xs) if xs else None
 
+    def count(group: str) -> int | None:
+        return plan.get(group) if planned is not None else None
+
+    llm_target = _target(geo(llm), 0.9, len(llm), count("gemm-llm"), why(("gemm-llm",), "speedup"))
+    llm_target.update({"prefill": geo(llm_prefill), "decode": geo(llm_decode),
+                       "decode_timing": "cuda_graph replays, both backends"})
+    prefill_target = _target(min(prefill, default=None), 0.9, len(prefill), count("attn-prefill"),
+                             why(("attn-prefill",)))
+    prefill_target["all"] = prefill
+    decode_target = _target(min(decode_frac, default=None), 0.8, len(decode_frac), count("attn-decode"),
+                            why(("attn-decode", "copy"), "gbps"))
+    decode_target["all"] = decode_frac
+    mbu = _target(model.get("llm-decode", {}).get("mbu_pct"), 80, why=why(("llm-decode",), "mbu_pct"))
+    mbu["how"] = "torch.compile reduce-overhead (CUDA graphs), 16 steps a call"
+    mfu = _target(model.get("llm-prefill", {}).get("mfu_pct"), PREFILL_MFU_TARGET, why=why(("llm-prefill",), "mfu_pct"))
+    mfu["how"] = "eager (cuBLAS + SDPA flash)"
+    targets = {
+        "matmul_4096_vs_cublas": _target(square.get(4096), 0.9, why=square_why(4096)),
+        "matmul_8192_vs_cublas": _target(square.get(8192), 0.9, why=square_why(8192)),
+        "matmul_llm_geomean_vs_cublas": llm_target,
+        # The persistent TMA kernel (the `triton.tma` backend), beside the pointer kernel that
+        # `matmul` calls: which one should serve aligned prefill shapes is decided from these.
+        "matmul_tma_vs_cublas": {"4096": square_tma.get(4096), "8192": square_tma.get(8192),
+                                 "llm_prefill_geomean": geo(llm_tma), "n": len(llm_tma)},
+        "prefill_causal_d128_vs_sdpa_flash_min": prefill_target,
+        "prefill_causal_d128_vs_sdpa_default": {"all": _speedups(results, "attn-prefill")},
+        "decode_fraction_of_copy_bw_min": decode_target,
+        "llama8b_decode_b1_mbu_pct": mbu,
+        "llama8b_decode_b1_mbu_pct_eager_graph": {"value": model.get("llm-decode-graph", {}).get("mbu_pct"),
+                                                  "how": "eager kernels replayed as one CUDA graph"},
+        "llama8b_prefill_8k_mfu_pct": mfu,
+        "llama8b_prefill_8k_mfu_pct_compiled": {"value": model.get("llm-prefill-compiled", {}).get("mfu_pct"),
+                                                "how": "torch.compile"},
+    }
+    verdicts = [t["met"] for t in targets.values() if "met" in t]
     return {
+        "date": now_iso(),
         "device": devices.describe(device).as_dict(),
         "torch": torch.__version__,
         "triton": __import__("triton").__version__,
+        "environment": environment,
+        "run": run,
         "wrong_results": [r["id"] for r in results if r["status"] == "invalid"],
         "failed": [f"{r['id']}: {r['reason']}" for r in results if r["status"] == "failed"],
         "copy_gbps_torch_max": copy_gbps,
-        "targets": {
-            "matmul_4096_vs_cublas": {"value": square.get(4096), "target": 0.9},
-            "matmul_8192_vs_cublas": {"value": square.get(8192), "target": 0.9},
-            "matmul_llm_geomean_vs_cublas": {"value": geo(llm), "target": 0.9, "n": len(llm),
-                                             "prefill": geo(llm_prefill), "decode": geo(llm_decode),
-                                             "decode_timing": "cuda_graph replays, both backends"},
-            # The persistent TMA kernel (the `triton.tma` backend), beside the pointer kernel that
-            # `matmul` calls: which one should serve aligned prefill shapes is decided from these.
-            "matmul_tma_vs_cublas": {"4096": square_tma.get(4096), "8192": square_tma.get(8192),
-                                     "llm_prefill_geomean": geo(llm_tma), "n": len(llm_tma)},
-            "prefill_causal_d128_vs_sdpa_flash_min": {"value": min(prefill, default=None), "target": 0.9,
-                                                      "all": prefill},
-            "prefill_causal_d128_vs_sdpa_default": {"all": _speedups(results, "attn-prefill")},
-            "decode_fraction_of_copy_bw_min": {"value": min(decode_frac, default=None), "target": 0.8,
-                                               "all": decode_frac},
-            "llama8b_decode_b1_mbu_pct": {"value": model.get("llm-decode", {}).get("mbu_pct"), "target": 80,
-                                          "how": "torch.compile reduce-overhead (CUDA graphs), 16 steps a call"},
-            "llama8b_decode_b1_mbu_pct_eager_graph": {"value": model.get("llm-decode-graph", {}).get("mbu_pct"),
-                                                      "how": "eager kernels replayed as one CUDA graph"},
-            "llama8b_prefill_8k_mfu_pct": {"value": model.get("llm-prefill", {}).get("mfu_pct"),
-                                           "target": PREFILL_MFU_TARGET,
-                                           "how": "eager (cuBLAS + SDPA flash)"},
-            "llama8b_prefill_8k_mfu_pct_compiled": {"value": model.get("llm-prefill-compiled", {}).get("mfu_pct"),
-                                                    "how": "torch.compile"},
-        },
+        "verdict": {"met": sum(v is True for v in verdicts), "missed": sum(v is False for v in verdicts),
+                    "unmeasured": sum(v is None for v in verdicts)},
+        "targets": targets,
     }
 
 

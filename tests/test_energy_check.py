@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -51,6 +54,7 @@ def test_nvml_costs_and_counter_gaps_use_only_real_calls() -> None:
     nvml = fake.make_module(clock)
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     cost = energy_check.nvml_costs(nvml, handle, repeats=3)
+    assert cost.pop("unavailable") == {}
     assert set(cost) == {"field_instant", "power_usage", "energy", "clock_sm", "reasons", "temp", "util", "meminfo"}
     assert all(v >= 0 for v in cost.values())
 
@@ -70,3 +74,59 @@ def test_main_without_a_gpu_says_so(capsys: pytest.CaptureFixture[str], tmp_path
         pytest.skip("a GPU is visible: main() would measure")
     assert energy_check.main(["--seconds", "1", "--out", str(tmp_path)]) == 2
     assert "no GPU visible" in capsys.readouterr().err
+
+
+def test_a_query_this_gpu_refuses_costs_none_and_the_rest_still_run() -> None:
+    """One NVML query a driver or binding lacks must not end the check before its matmul window."""
+    nvml = fake.make_module(fake.FakeClock(), raise_on={"nvmlDeviceGetCurrentClocksEventReasons": 3})
+    cost = energy_check.nvml_costs(nvml, nvml.nvmlDeviceGetHandleByIndex(0), repeats=2)
+    assert cost["reasons"] is None
+    assert cost["unavailable"] == {"reasons": "NVMLError_NotSupported: Not Supported"}
+    assert cost["meminfo"] is not None and cost["meminfo"] >= 0  # the queries after it ran
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """main() on the CPU: torch sees a GPU, NVML is the stand-in, the matmul is a step of the
+    fake clock (1 TFLOP a call, 0.1 s), the telemetry samples inline on that clock."""
+    import aibench.telemetry
+
+    clock = fake.FakeClock()
+    nvml = fake.make_module(clock)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _i=0: "NVIDIA H100 80GB HBM3 (stand-in)")
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(energy_check, "counter_update_gaps", lambda _nvml, _handle: [100.0, 100.0])
+    monkeypatch.setattr(aibench.telemetry, "open_telemetry", lambda devices: open_telemetry(
+        devices, nvml=nvml, clock=clock, sleep=clock.advance, inline=True))
+
+    def use(matmul: Callable[..., Any] | None = None) -> None:
+        monkeypatch.setattr(energy_check, "bf16_matmul", matmul or (
+            lambda _dev: (lambda: clock.advance(0.1), lambda: None, 1e12)))
+
+    return use
+
+
+def test_main_writes_every_stage(tmp_path: Path, stand_in_gpu: Callable[..., None]) -> None:
+    stand_in_gpu()
+    assert energy_check.main(["--seconds", "1", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["finished"] and summary["errors"] == {}
+    assert summary["device"] == "NVIDIA H100 80GB HBM3 (stand-in)" and summary["date"]
+    assert summary["telemetry"]["available"] and summary["idle"]["available"]
+    assert summary["matmul"]["energy_j"] > 0 and summary["tflops"] == pytest.approx(10.0)
+    assert set(summary["overhead"]) >= {"cpu_share_of_one_core", "within_budget"}
+    assert summary["nvml_call_us"]["unavailable"] == {}
+    assert (tmp_path / "samples.csv").read_text().count("\n") > 1
+
+
+def test_a_failed_matmul_keeps_what_was_measured_before_it(tmp_path: Path, stand_in_gpu: Callable[..., None]) -> None:
+    def out_of_memory(_dev: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 128.00 MiB\ndetails")
+
+    stand_in_gpu(out_of_memory)
+    assert energy_check.main(["--seconds", "1", "--out", str(tmp_path)]) == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["finished"] and "matmul" not in summary
+    assert summary["errors"] == {"matmul": "OutOfMemoryError: CUDA out of memory. Tried to allocate 128.00 MiB"}
+    assert summary["idle"]["available"] and "overhead" in summary  # before and after it: kept

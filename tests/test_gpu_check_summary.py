@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -128,12 +129,15 @@ def test_main_loop_runs_in_priority_order_and_writes_its_files(tmp_path: Path,
             self.record = type("Record", (), {"to_dict": lambda _self: record})()
 
     def fake_run(name: str, params: dict, device: torch.device, backends: list[str] | None = None,
-                 options: object = None) -> list[Outcome]:
+                 options: object = None, on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
         seen.append(f"{name}:{params.get('compile', False)}")
         metrics = {"llm.prefill": {"mfu_pct": 50.0}, "memory.copy": {"gbps": 3000.0}}.get(name, {})
         r = {"id": name, "workload": name, "backend": "torch", "status": "ok", "reason": None,
              "params": dict(params), "metrics": metrics, "timing": {"median": 1e-3}, "details": {}}
-        return [Outcome(r)]
+        outcome = Outcome(r)
+        if on_outcome is not None:  # as the runner does: each outcome as it is made
+            on_outcome(outcome)
+        return [outcome]
 
     monkeypatch.setattr(gpu_check.devices, "resolve", lambda _name: torch.device("cuda"))
     monkeypatch.setattr(gpu_check.devices, "describe", lambda _d: type("D", (), {"as_dict": lambda _s: {}})())
