@@ -214,7 +214,7 @@ def test_summary_of_records_made_by_the_real_runner(tmp_path: Path, on_fake_gpu:
                                  options=RunOptions(timer=QUICK, preview=True), on_outcome=on_outcome)
 
     on_fake_gpu(run)
-    monkeypatch.setattr(gpu_check, "ordered_cases", lambda dtype, models: gpu_check.plan(dtype)[:2])
+    monkeypatch.setattr(gpu_check, "ordered_cases", lambda dtype, models, kernels=True: gpu_check.plan(dtype)[:2])
     assert gpu_check.main(["--out", str(tmp_path), "--budget-s", "600"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     records = _lines(tmp_path / "records.jsonl")

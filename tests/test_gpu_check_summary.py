@@ -90,9 +90,21 @@ def test_headline_targets_run_first() -> None:
     groups = [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=True)]
     first = {g: groups.index(g) for g in dict.fromkeys(groups)}
     assert first["copy"] == 0  # decode attention is judged against this run's copy bandwidth
-    assert first["attn-decode"] < first["llm-decode"] < first["llm-prefill"] < first["gemm-llm"]
+    # The kernel targets first (the LLM shape set's geomean is the one last measured short of its
+    # bound), then the models' targets, then the models' informational cases.
+    assert first["attn-decode"] < first["gemm-llm"] < first["llm-decode"] < first["llm-prefill"]
     assert groups[-2:] == ["llm-decode-graph", "llm-prefill-compiled"]
     assert "llm-decode" not in [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=False)]
+    only = [g for g, _, _ in gpu_check.ordered_cases("bfloat16", models=True, kernels=False)]
+    assert only == ["llm-decode", "llm-prefill", "llm-decode-graph", "llm-prefill-compiled"]
+
+
+def test_llm_shape_gemms_are_timed_briefly_and_decode_ones_as_graphs() -> None:
+    prefill = gpu_check.timer_for("gemm-llm", {"m": 4096})
+    decode = gpu_check.timer_for("gemm-llm", {"m": 32})
+    assert prefill.min_time_s < gpu_check.TIMER.min_time_s and prefill.target_rel_se == gpu_check.TIMER.target_rel_se
+    assert decode.cuda_graph and not decode.flush_l2 and not prefill.cuda_graph and prefill.flush_l2
+    assert gpu_check.timer_for("gemm-square", {"m": 4096}) == gpu_check.TIMER
 
 
 @pytest.mark.parametrize(("mfu", "promoted"), [(55.0, True), (None, True), (60.0, False), (71.2, False)])
