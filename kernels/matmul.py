@@ -621,7 +621,9 @@ def _launch_tuned(tuner: Any, args: tuple[Any, ...], meta: dict[str, Any]) -> No
             tma = _tma_module()
             use, why = tma.race(args[0], args[1], c, lambda: _launch_config(args, meta, config))
             _KERNEL_CHOICE[key] = ("tma" if use else "pointer", why)
-    elif _KERNEL_CHOICE.get(key, ("pointer",))[0] == "tma":
+    elif _KERNEL_CHOICE.get(key, ("pointer",))[0] == "tma" and _tma_candidate(args, meta):
+        # The key does not hold the row strides or the base address: a later launch of it may
+        # be a view TMA cannot take (a row offset by one element), which the pointer kernel runs.
         _tma_module().launch_into(args[0], args[1], c)
     else:
         _launch_config(args, meta, config)

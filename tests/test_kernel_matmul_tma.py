@@ -179,6 +179,21 @@ def test_faster_agreeing_tma_kernel_takes_over_the_key(race_env: dict[str, Any])
     assert rel_error(_launch(a, w.t()), ref) < 1e-3 and race_env["tma_launches"] == 3  # cached: TMA
 
 
+def test_a_later_launch_tma_cannot_take_runs_the_pointer_kernel(race_env: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launch key holds neither the row stride nor the base address: after TMA won a key, a
+    view of the same bucket and K that is not 16-byte aligned must still get a right answer."""
+    monkeypatch.setattr(mm, "_tma_candidate", lambda args, meta: args[0].data_ptr() % 16 == 0)
+    w = randn(48, 32, dtype=torch.float16, seed=5)
+    _launch(randn(80, 32, dtype=torch.float16, seed=4), w.t())
+    assert mm.tuned_config()["kernel"] == "tma"
+    launches = race_env["tma_launches"]
+    shifted = randn(80 * 32 + 1, 1, dtype=torch.float16, seed=11).view(-1)[1:].view(80, 32)  # 2 bytes off
+    assert shifted.data_ptr() % 16 != 0
+    assert rel_error(_launch(shifted, w.t()), matmul_reference(shifted, w.t())) < 1e-3
+    assert race_env["tma_launches"] == launches  # the pointer kernel ran it
+
+
 def test_slower_tma_kernel_leaves_the_pointer_kernel(race_env: dict[str, Any]) -> None:
     race_env["times"] = [1.0, 3.0]
     a, b = randn(80, 32, dtype=torch.bfloat16, seed=6), randn(32, 48, dtype=torch.bfloat16, seed=7)
