@@ -249,6 +249,21 @@ def test_cache_with_default_slots_and_bf16_cache() -> None:
     torch.testing.assert_close(out, full[:, 11:], atol=0.05, rtol=0.05)
 
 
+def test_a_moved_cache_slot_decodes_as_it_did_in_its_old_slot() -> None:
+    """move_cache_slot (the serving engine keeps running requests in slots 0..B-1): a request
+    prefilled into slot 3 and moved to slot 0 decodes on as the full forward says."""
+    model = random_model(ModelArgs.from_name("tiny"), seed=5)
+    tokens = torch.randint(0, 512, (1, 12))
+    full = model(tokens)
+    model.setup_cache(max_batch=4, max_seq=16)
+    model(tokens[:, :9], input_pos=torch.arange(9)[None], slots=torch.tensor([3]))
+    model(torch.randint(0, 512, (1, 4)), input_pos=torch.arange(4)[None], slots=torch.tensor([0]))  # stale
+    model.move_cache_slot(3, 0, 9)
+    for n in range(9, 12):  # slots=None: row 0 is slot 0, read as a view
+        out = model(tokens[:, n : n + 1], input_pos=torch.tensor([[n]]))
+        torch.testing.assert_close(out, full[:, n : n + 1], atol=1e-5, rtol=1e-5)
+
+
 def test_cache_usage_errors() -> None:
     model = random_model(ModelArgs.from_name("tiny"))
     tok = torch.zeros(2, 1, dtype=torch.long)

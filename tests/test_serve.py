@@ -40,8 +40,9 @@ class TinyLM(nn.Module):
         self, tokens: torch.Tensor, input_pos: torch.Tensor | None = None, slots: torch.Tensor | None = None
     ) -> torch.Tensor:
         assert self.k_cache is not None and self.v_cache is not None
-        assert input_pos is not None and slots is not None
+        assert input_pos is not None
         b, s = tokens.shape
+        slots = torch.arange(b) if slots is None else slots  # None: rows 0..B-1 (the contract)
         x = self.emb(tokens) + self.pos(input_pos)
         t = self.k_cache.shape[2]
         mask = torch.arange(t)[None, None, :] <= input_pos[:, :, None]  # [B, S, T]: causal by position
@@ -55,12 +56,17 @@ class TinyLM(nn.Module):
             x = x + self.out[i](att.transpose(1, 2).reshape(b, s, -1))
         return self.head(x)
 
+    def move_cache_slot(self, src: int, dst: int, length: int) -> None:
+        assert self.k_cache is not None and self.v_cache is not None
+        self.k_cache[:, dst, :length] = self.k_cache[:, src, :length]
+        self.v_cache[:, dst, :length] = self.v_cache[:, src, :length]
+
 
 class LeakyLM(TinyLM):
     """A broken cache: every row writes and reads slot 0."""
 
     def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
-        return super().forward(tokens, input_pos, torch.zeros_like(slots))
+        return super().forward(tokens, input_pos, torch.zeros(tokens.shape[0], dtype=torch.long))
 
 
 class VirtualClock:
@@ -86,6 +92,9 @@ class Costed(nn.Module):
     def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
         self.clock.t += self.PREFILL if tokens.shape[1] > 1 else self.DECODE
         return self.inner(tokens, input_pos=input_pos, slots=slots)
+
+    def move_cache_slot(self, src: int, dst: int, length: int) -> None:
+        self.inner.move_cache_slot(src, dst, length)
 
 
 def _req(i: int, n_in: int, n_out: int, at: float = 0.0) -> Request:
@@ -151,6 +160,37 @@ def test_batched_tokens_equal_lone_tokens_with_slot_reuse() -> None:
     assert batched.max_running == 3
     for c in batched.completions:
         assert c.tokens == eng.generate_alone(c.request).tokens
+
+
+def test_decode_reads_dense_slots_and_a_move_that_skips_its_cache_fails() -> None:
+    """Running requests hold slots 0..B-1 (a finished one's slot takes the highest running
+    request, cache and all), so every decode step passes slots=None: a view, never a gather."""
+    reqs = [_req(i, n_in, n_out) for i, (n_in, n_out) in enumerate([(5, 3), (2, 9), (7, 6), (3, 8)])]
+    calls: list[tuple[int, object]] = []
+    moves: list[tuple[int, int, int]] = []
+
+    class Recording(TinyLM):
+        def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
+            calls.append((tokens.shape[1], slots))
+            return super().forward(tokens, input_pos, slots)
+
+        def move_cache_slot(self, src: int, dst: int, length: int) -> None:
+            moves.append((src, dst, length))
+            super().move_cache_slot(src, dst, length)
+
+    eng, _ = _engine(max_batch=3, model=Recording())
+    batched = eng.run(reqs)
+    assert all(slots is None for s, slots in calls if s == 1)  # every decode step: rows are slots
+    assert moves and all(src > dst for src, dst, _ in moves)  # request 0 ended first, in slot 0
+    for c in batched.completions:
+        assert c.tokens == eng.generate_alone(c.request).tokens
+
+    class Forgetful(Recording):  # moves the slot's bookkeeping but not its cache
+        def move_cache_slot(self, src: int, dst: int, length: int) -> None:
+            pass
+
+    eng, _ = _engine(max_batch=3, model=Forgetful())
+    assert not serve.check_isolation(eng, reqs, tie_tolerance=1e-6).passed
 
 
 def test_leaky_cache_fails_the_isolation_check() -> None:

@@ -414,6 +414,16 @@ class Transformer(nn.Module):
             x = layer(x, freqs_cis, cache)
         return self.output(self.norm(x))  # [B, S, V]
 
+    def move_cache_slot(self, src: int, dst: int, length: int) -> None:
+        """Copy positions [0, length) of cache slot `src` into slot `dst`, in every layer: a serving
+        engine keeps its running requests in slots 0..B-1 (one copy when a request ends), so that
+        each decode step reads a view of the cache instead of gathering a copy of it."""
+        for layer in self.layers:
+            cache = layer.attention.kv_cache
+            assert cache is not None
+            cache.k_cache[dst, :, :length] = cache.k_cache[src, :, :length]
+            cache.v_cache[dst, :, :length] = cache.v_cache[src, :, :length]
+
     def _cache_view(self, input_pos: Tensor, slots: Tensor | None, B: int, S: int) -> CacheView:
         if self.max_seq == 0:
             raise ValueError("input_pos given but no cache: call setup_cache(max_batch, max_seq) first")

@@ -2,14 +2,17 @@
 
 The model follows `aibench.models.Transformer`'s contract: `model.setup_cache(max_batch, max_seq)`
 was called, and `model(tokens[B, S], input_pos=[B, S], slots=[B]) -> logits[B, S, V]` writes row b
-into cache slot `slots[b]` at positions `input_pos[b]` (rows may be at different positions).
+into cache slot `slots[b]` at positions `input_pos[b]` (rows may be at different positions);
+`slots=None` means slots 0..B-1, read as a view of the cache (no gather), and
+`model.move_cache_slot(src, dst, length)` copies a slot's first `length` positions to another.
 
 One engine step, as in vLLM/TGI-style continuous batching without chunked prefill:
   1. requests that have arrived are sent, up to the client's max-concurrency cap;
   2. sent requests take free cache slots; each is prefilled alone (one forward of its prompt into
      its slot) and its greedy next token is its first token (TTFT);
-  3. one batched decode step feeds every running request's last token ([B, 1], per-row position
-     and slot) and emits one token per request; finished requests free their slot.
+  3. one batched decode step feeds every running request's last token ([B, 1], per-row position)
+     and emits one token per request; finished requests free their slot, and the request in the
+     highest slot moves into it: running requests always hold slots 0..B-1.
 A token is "emitted" when the host holds it: its timestamp is taken right after `.tolist()`,
 which waits for the device (the sync point). The clock and sleep are arguments, so tests can run
 the engine on a virtual clock. Metrics: aibench.models.serving_metrics (methods.md).
@@ -136,14 +139,26 @@ class Engine:
         self._record(active, tokens[0], margins[0] if margins else None)
 
     def _decode(self, running: list[_Active]) -> None:
+        # Running requests hold slots 0..B-1 (`_compact`): row b is slot b, and the model reads a
+        # view of the cache. Gathering scattered slots would copy every running request's cache
+        # in every layer at every step, traffic a serving engine's paged attention does not have.
+        running.sort(key=lambda a: a.slot)
+        assert [a.slot for a in running] == list(range(len(running))), "running slots must be dense"
         tokens = torch.tensor([[a.tokens[-1]] for a in running], dtype=torch.long, device=self.device)
         pos = torch.tensor([[a.pos] for a in running], dtype=torch.long, device=self.device)
-        slots = torch.tensor([a.slot for a in running], dtype=torch.long, device=self.device)
-        new, margins = self._emit(self.model(tokens, input_pos=pos, slots=slots))
+        new, margins = self._emit(self.model(tokens, input_pos=pos))
         now = None
         for i, a in enumerate(running):
             a.pos += 1
             now = self._record(a, new[i], margins[i] if margins else None, now)
+
+    def _compact(self, running: list[_Active], hole: int) -> None:
+        """After the request in slot `hole` ended: the running request in the highest slot moves
+        into it (its cache once, [0, pos)), so that the running slots stay 0..B-1."""
+        last = max(running, key=lambda a: a.slot, default=None)
+        if last is not None and last.slot > hole:
+            self.model.move_cache_slot(last.slot, hole, last.pos)
+            last.slot = hole
 
     def _record(self, a: _Active, token: int, margin: float | None, now: float | None = None) -> float:
         # Every token of one batched step reaches the host at the same moment: one timestamp.
@@ -160,11 +175,10 @@ class Engine:
         b = min(batch or self.max_batch, self.max_batch)
         tokens = torch.zeros(b, 1, dtype=torch.long, device=self.device)
         pos = torch.full((b, 1), self.max_seq // 2, dtype=torch.long, device=self.device)
-        slots = torch.arange(b, dtype=torch.long, device=self.device)
 
-        def step() -> torch.Tensor:
+        def step() -> torch.Tensor:  # slots 0..b-1, as the serving loop's decode steps read them
             with torch.no_grad():
-                return self.model(tokens, input_pos=pos, slots=slots)[:, -1, :].argmax(dim=-1)
+                return self.model(tokens, input_pos=pos)[:, -1, :].argmax(dim=-1)
 
         return step
 
@@ -190,8 +204,7 @@ class Engine:
     def _loop(self, requests: Sequence[Request], cap: float) -> ServeRun:
         pending = deque(sorted(requests, key=lambda r: (r.arrival_s, r.id)))
         queue: deque[tuple[Request, float]] = deque()  # sent, waiting for a cache slot
-        free = list(range(self.max_batch - 1, -1, -1))  # pop() hands out slot 0 first
-        running: list[_Active] = []
+        running: list[_Active] = []  # in slots 0..len(running)-1: a new request takes the next
         done: dict[int, Completion] = {}
         # The client's concurrency cap as a FIFO semaphore: the times at which each unit became
         # free. A request is sent at max(its arrival, the earliest free unit), as vLLM's client
@@ -202,7 +215,6 @@ class Engine:
 
         def finish(a: _Active) -> None:
             done[a.request.id] = a.completion(self.record_margins)
-            free.append(a.slot)
             if not math.isinf(cap):
                 heapq.heappush(units, a.times[-1])
 
@@ -212,9 +224,9 @@ class Engine:
                 r = pending.popleft()
                 sent = r.arrival_s if math.isinf(cap) else max(r.arrival_s, heapq.heappop(units))
                 queue.append((r, sent))
-            while queue and free:
+            while queue and len(running) < self.max_batch:
                 r, sent = queue.popleft()
-                a = _Active(r, free.pop(), sent, pos=r.input_len)
+                a = _Active(r, len(running), sent, pos=r.input_len)
                 self._prefill(a)
                 if a.done():
                     finish(a)
@@ -227,6 +239,7 @@ class Engine:
                 for a in [a for a in running if a.done()]:
                     running.remove(a)
                     finish(a)
+                    self._compact(running, a.slot)
             elif not queue and pending:
                 wait = pending[0].arrival_s - (self.clock() - self._t0)
                 if wait > 0:
