@@ -5,17 +5,22 @@ sampling until the relative standard error of the median is under `target_rel_se
 least `min_samples` samples and `min_time_s` of sampled time, and stop at `max_time_s` whatever
 the noise (then the timing says it did not converge). `min_samples` is a hard floor, even past
 the timeout: a record with fewer samples would break the suite's run rules, which a verifier checks.
+Sampled time is GPU time measured: a CUDA-graph sample (one replay of N calls, divided by N)
+counts N times towards `min_time_s`.
 
 On a GPU each sample is bracketed by CUDA events, with the L2 cache flushed before it (a memset
 of a buffer at least twice the L2, or 256 MiB as triton.testing.do_bench uses), so that a kernel
 is timed from cold cache as it would run inside a model. Samples are collected in batches and the
 device is synchronised once per batch, not once per sample. With `cuda_graph=True`, tiny kernels
 are captured N times in a CUDA graph and the replay is timed, which removes launch gaps.
+Warm-up runs fn once (compilation, autotuning: however long that takes), then warm calls for
+`warmup_s`, as triton.testing.do_bench warms up after its first call.
 On a CPU, `time.perf_counter_ns` brackets each call under the same stopping rule.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +48,15 @@ class TimerConfig:
     def __post_init__(self) -> None:
         if self.min_samples < 2:
             raise ValueError("min_samples must be at least 2 (one sample has no spread)")
+        if self.max_samples < self.min_samples:
+            raise ValueError("max_samples must be >= min_samples (min_samples is a hard floor)")
+        if self.graph_calls < 1:
+            raise ValueError("graph_calls must be at least 1")
+        # NaN compares False with everything: a NaN limit would silently never stop or never hold.
+        for name in ("warmup_s", "min_time_s", "max_time_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
         if self.max_time_s < self.min_time_s:
             raise ValueError("max_time_s must be >= min_time_s")
         if not 0 < self.target_rel_se < 1:
@@ -82,13 +96,16 @@ class Timing:
         return out
 
 
-def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig) -> tuple[bool, bool, str]:
+def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig,
+                calls_per_sample: int = 1) -> tuple[bool, bool, str]:
     """The stopping rule as a pure function: (stop, converged, reason).
 
     `elapsed_s` is wall time spent sampling (it bounds the run even when samples are tiny).
+    Each sample is the time of one call averaged over `calls_per_sample` calls timed together
+    (a CUDA-graph replay): min_time_s counts the time measured, all the calls.
     """
     n = len(samples)
-    sampled = sum(samples)
+    sampled = sum(samples) * calls_per_sample
     if n >= config.max_samples:
         converged = n >= 2 and stats.rel_stderr_median(samples) <= config.target_rel_se
         return True, converged, f"reached max_samples={config.max_samples}"
@@ -135,20 +152,29 @@ def _finish(method: str, samples: list[float], warm_s: float, warm_calls: int, c
     )
 
 
-def _warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup_s: float) -> tuple[float, int]:
-    """Run fn until warmup_s has passed (at least once): compilation, autotuning, caches."""
+def _warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup_s: float) -> tuple[float, int, float]:
+    """Run fn once, then until warmup_s has passed: (seconds in all, calls, seconds per warm call).
+
+    The first call compiles, autotunes or initialises lazily for as long as it needs; it does
+    not count towards warmup_s, which warm calls fill (GPU clocks ramp back up after an idle
+    compile; work some calls do after the first, such as a CUDA-graph recording, stays out of
+    the samples). The time per call excludes the first call too, unless it was the only one."""
     start = time.perf_counter()
-    calls = 0
-    while True:
+    fn()
+    sync()
+    warm_start = time.perf_counter()
+    calls = 1
+    while time.perf_counter() - warm_start < warmup_s:
         fn()
         sync()
         calls += 1
-        if time.perf_counter() - start >= warmup_s:
-            return time.perf_counter() - start, calls
+    end = time.perf_counter()
+    per_call = (end - warm_start) / (calls - 1) if calls > 1 else end - start
+    return end - start, calls, per_call
 
 
 def _measure_cpu(fn: Callable[[], Any], config: TimerConfig) -> Timing:
-    warm_s, warm_calls = _warm_up(fn, lambda: None, config.warmup_s)
+    warm_s, warm_calls, _ = _warm_up(fn, lambda: None, config.warmup_s)
     samples: list[float] = []
     start = time.perf_counter()
     while True:
@@ -178,9 +204,8 @@ def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: Ti
     with torch.cuda.device(device):
         sync = torch.cuda.synchronize
         flush = _L2Flusher(device) if config.flush_l2 else None
-        warm_s, warm_calls = _warm_up(fn, sync, config.warmup_s)
-        # Batch size: about 50 ms of work per synchronisation, estimated from the warm-up.
-        per_call = warm_s / max(warm_calls, 1)
+        warm_s, warm_calls, per_call = _warm_up(fn, sync, config.warmup_s)
+        # Batch size: about 50 ms of work per synchronisation, estimated from the warm calls.
         batch = int(min(max(0.05 / max(per_call, 1e-7), 1), 1000))
         samples: list[float] = []
         start = time.perf_counter()
@@ -210,7 +235,7 @@ def _capture(fn: Callable[[], Any], calls: int, warmup_s: float) -> tuple[Any, f
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        warm_s, warm_calls = _warm_up(fn, sync, warmup_s)
+        warm_s, warm_calls, _ = _warm_up(fn, sync, warmup_s)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -246,7 +271,8 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
             end.record()
             end.synchronize()
             samples.append(max(begin.elapsed_time(end), 1e-6) / 1e3 / config.graph_calls)
-            stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+            stop, converged, reason = should_stop(samples, time.perf_counter() - start, config,
+                                                  calls_per_sample=config.graph_calls)
             if stop:
                 return _finish("cuda_graph", samples, warm_s, warm_calls, converged, reason, False,
                                calls_per_sample=config.graph_calls)

@@ -20,7 +20,8 @@ MB = 1 << 20
     [
         (32 * MB, 50 * MB, None, 1 + 4),  # Llama-8B o weight on an H100: ceil(100 / 32) = 4 more copies
         (100 * MB, 50 * MB, None, 1),  # twice the L2 on its own: evicts itself
-        (99 * MB, 50 * MB, None, 3),  # just under: 1 + ceil(100 / 99) = 3
+        (99 * MB, 50 * MB, None, 4),  # just under: 1 + ceil(100 / 99) = 3, up to a divisor of 20
+        (16 * MB, 60 * MB, None, 10),  # H200, 1x4096 decode KV cache: 1 + ceil(120 / 16) = 9 -> 10
         (1 * MB, 60 * MB, None, MAX_COPIES),  # tiny operands: capped
         (32 * MB, 50 * MB, 400 * MB, 3),  # a quarter of 400 MB holds 3 copies of 32 MB
         (32 * MB, 50 * MB, 10 * MB, 1),  # not even one more fits: never fewer than the original
@@ -45,6 +46,19 @@ def test_evicted_says_whether_every_call_is_cold() -> None:
     assert evicted(1, 1 * MB, None)
 
 
+def test_copies_keep_their_cycle_inside_a_graph_replay() -> None:
+    """Every copy count a rotation picks when memory allows divides the calls of a graph replay,
+    and `evicted` judges the shortest gap, the replay boundary included (9 copies in 20 calls:
+    2 calls apart)."""
+    for nbytes in range(1 * MB, 100 * MB, MB // 4):
+        copies = copies_for_cold_l2(nbytes, 50 * MB)
+        assert coldcache.GRAPH_CALLS % copies == 0
+    assert coldcache.reuse_distance(9) == 2 and coldcache.reuse_distance(10) == 10
+    assert coldcache.reuse_distance(3) == 2 and coldcache.reuse_distance(1) == 1
+    assert not evicted(9, 16 * MB, 60 * MB)  # 8 * 16 >= 120, but only 16 MB between two uses
+    assert evicted(10, 16 * MB, 60 * MB)
+
+
 def test_rotation_hands_out_items_in_turn() -> None:
     rot = Rotation(["a", "b", "c"])
     assert len(rot) == 3
@@ -67,7 +81,8 @@ def test_rotation_clones_keep_values_and_strides(monkeypatch: pytest.MonkeyPatch
     b = w.t()  # a transposed weight view: its copies must stay transposed (same autotune key)
     rot, details = rotation((a, b), torch.device("cpu"))
     nbytes = (16 + 48) * 4
-    assert details["operand_copies"] == 1 + -(-2000 // nbytes) == len(rot)
+    need = 1 + -(-2000 // nbytes)
+    assert details["operand_copies"] == len(rot) == min(c for c in range(need, 21) if 20 % c == 0)
     seen = set()
     for _ in range(len(rot)):
         ca, cb = rot()

@@ -9,6 +9,12 @@ that the bytes read between two uses of one copy exceed twice the L2 keeps every
 nvbench's and tritonbench's rotating buffers do. Operands that alone exceed twice the L2 evict
 themselves and are not copied. "L2" here is every cache that can hold operands between calls
 (devices.cache_bytes: on an MI300 also its 256 MB Infinity Cache).
+
+A graph replays the same captured calls, so the rotation restarts with every replay: unless the
+number of copies divides the calls of a replay, a copy used near the end of one replay is used
+again near the start of the next, after fewer calls than there are copies (9 copies in 20 calls:
+after 2). The copy count is therefore a divisor of the replay's calls whenever memory allows, and
+`evicted` judges the shortest distance between two uses, the replay boundary included.
 """
 
 from __future__ import annotations
@@ -20,34 +26,46 @@ from typing import Generic, TypeVar
 import torch
 
 from aibench import devices
+from aibench.timer import TimerConfig
 
 T = TypeVar("T")
 
-# Graph mode captures 20 calls per replay (TimerConfig.graph_calls): more copies than calls in a
-# replay buy nothing, and bound the memory of tiny operands.
-MAX_COPIES = 20
+# Calls captured per graph replay (TimerConfig.graph_calls): more copies than calls in a replay
+# buy nothing, and bound the memory of tiny operands.
+GRAPH_CALLS: int = TimerConfig.graph_calls
+MAX_COPIES = GRAPH_CALLS
 MAX_FREE_FRACTION = 0.25  # the copies may take at most this share of the device's free memory
 
 
 def copies_for_cold_l2(nbytes: int, l2_bytes: int | None, free_bytes: int | None = None) -> int:
     """How many copies of operands of `nbytes` a rotation needs so that each call finds them
-    evicted from an L2 of `l2_bytes`: 1 + ceil(2 * L2 / nbytes), or 1 when there is no L2 to
-    defeat (CPU) or the operands alone are at least twice its size. Capped at MAX_COPIES and,
-    when `free_bytes` is known, at MAX_FREE_FRACTION of it (fewer copies, warmer cache, never
-    an out-of-memory error)."""
+    evicted from an L2 of `l2_bytes`: 1 + ceil(2 * L2 / nbytes) rounded up to a divisor of
+    GRAPH_CALLS (so that graph replays keep the cycle, module docstring), or 1 when there is no
+    L2 to defeat (CPU) or the operands alone are at least twice its size. Capped at MAX_COPIES
+    and, when `free_bytes` is known, at MAX_FREE_FRACTION of it (fewer copies, warmer cache,
+    never an out-of-memory error)."""
     if nbytes <= 0:
         raise ValueError(f"operand bytes must be positive, got {nbytes}")
     if not l2_bytes or nbytes >= 2 * l2_bytes:
         return 1
-    copies = min(MAX_COPIES, 1 + math.ceil(2 * l2_bytes / nbytes))
+    need = 1 + math.ceil(2 * l2_bytes / nbytes)
+    copies = next((c for c in range(need, MAX_COPIES + 1) if GRAPH_CALLS % c == 0), MAX_COPIES)
     if free_bytes is not None:
         copies = min(copies, max(1, int(MAX_FREE_FRACTION * free_bytes) // nbytes))
     return copies
 
 
+def reuse_distance(copies: int, calls: int = GRAPH_CALLS) -> int:
+    """The fewest calls from one use of a copy to its next, calls made one by one or as replays
+    of a graph of `calls` calls: `copies` when the cycle divides the replay, else the remainder
+    (the replay boundary restarts the captured cycle)."""
+    return calls % copies or copies
+
+
 def evicted(copies: int, nbytes: int, l2_bytes: int | None) -> bool:
-    """Whether the bytes read between two uses of one copy reach twice the L2 (every call cold)."""
-    return not l2_bytes or nbytes >= 2 * l2_bytes or (copies - 1) * nbytes >= 2 * l2_bytes
+    """Whether the bytes read between two uses of one copy reach twice the L2 (every call cold),
+    eagerly and in graph replays alike."""
+    return not l2_bytes or nbytes >= 2 * l2_bytes or (reuse_distance(copies) - 1) * nbytes >= 2 * l2_bytes
 
 
 class Rotation(Generic[T]):
