@@ -54,6 +54,7 @@ import hashlib
 import importlib
 import importlib.resources
 import itertools
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -107,6 +108,12 @@ class RunRules:
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for each value out of range; the timer's own limits included."""
         out: list[tuple[str, str]] = []
+        # NaN compares False with everything and JSON cannot hold it or infinity: the rules must
+        # be finite numbers before any range check can mean anything (and the manifest records them).
+        finite = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
+                  and not math.isfinite(getattr(self, f.name))]
+        if finite:
+            return [(name, "must be a finite number") for name in finite]
         if self.min_samples < 2:
             out.append(("min_samples", "must be at least 2 (one sample has no spread)"))
         if not 0 < self.target_rel_se < 1:

@@ -131,6 +131,9 @@ def test_short_but_converged_is_fine_short_unconverged_is_not(tmp_path: Path) ->
     bad = _verify(tmp_path, records=[record(timing=_timing(samples_s=short, converged=False, stop_reason="timeout")),
                                      *default_records()[1:]])
     assert _codes(bad, "error") == {"min_duration"} and _codes(bad, "warning") == {"not_converged"}
+    # A CUDA-graph sample is a replay of 20 calls divided by 20: those 0.1 s of samples are 2 s measured.
+    graphed = _timing(samples_s=short, converged=False, stop_reason="timeout", calls_per_sample=20)
+    assert "min_duration" not in _verify(tmp_path, records=[record(timing=graphed), *default_records()[1:]]).codes
 
 
 def test_noisy_measurement_is_a_warning(tmp_path: Path) -> None:

@@ -285,6 +285,9 @@ ERROR_CASES = [
      "key 'timer.min_samples'", "allowed: cuda_graph, flush_l2"),
     ("\n[rules]\nmin_time_s = 0.1\nmin_samples = 1\n", 8, "key 'rules.min_samples'", "at least 2"),
     ("\n[rules]\nmin_tim_s = 0.1\n", 7, "key 'rules.min_tim_s'", "did you mean 'min_time_s'?"),
+    # TOML has nan and inf; JSON (the manifest that records the rules) has neither.
+    ("\n[rules]\nmin_time_s = nan\n", 7, "key 'rules.min_time_s'", "must be a finite number"),
+    ("\n[rules]\nmax_time_s = inf\n", 7, "key 'rules.max_time_s'", "must be a finite number"),
     ("\n[rules]\nmax_time_s = 4\n\n[quick.rules]\nmin_time_s = 9\n", 10, "key 'quick.rules.min_time_s'",
      "max_time_s must be positive and >= min_time_s"),
     ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\n[entry.quick.params]\nk = 1\nm = \"x\"\n", 11,
