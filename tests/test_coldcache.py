@@ -43,7 +43,7 @@ def test_evicted_says_whether_every_call_is_cold() -> None:
     assert not evicted(3, 32 * MB, 50 * MB)  # capped by memory: 64 < 100
     assert not evicted(MAX_COPIES, 1 * MB, 60 * MB)  # capped by count: 19 < 120
     assert evicted(1, 100 * MB, 50 * MB)
-    assert evicted(1, 1 * MB, None)
+    assert evicted(1, 1 * MB, None) is None  # a CPU: nothing known, nothing claimed
 
 
 def test_copies_keep_their_cycle_inside_a_graph_replay() -> None:
@@ -72,7 +72,8 @@ def test_rotation_on_cpu_uses_the_operands_themselves() -> None:
     rot, details = rotation((a, b), torch.device("cpu"))
     assert len(rot) == 1 and rot()[0] is a
     assert details == {"operand_copies": 1, "operand_bytes": (12 + 20) * 4, "cache_bytes": None,
-                       "cold_l2_every_call": True}
+                       "cold_l2_every_call": None,  # unknown: never claimed
+                       "cold_l2_unknown": "no cache size known for cpu: one copy, not claimed cold"}
 
 
 def test_rotation_clones_keep_values_and_strides(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,10 +62,12 @@ def reuse_distance(copies: int, calls: int = GRAPH_CALLS) -> int:
     return calls % copies or copies
 
 
-def evicted(copies: int, nbytes: int, l2_bytes: int | None) -> bool:
+def evicted(copies: int, nbytes: int, l2_bytes: int | None) -> bool | None:
     """Whether the bytes read between two uses of one copy reach twice the L2 (every call cold),
-    eagerly and in graph replays alike."""
-    return not l2_bytes or nbytes >= 2 * l2_bytes or (reuse_distance(copies) - 1) * nbytes >= 2 * l2_bytes
+    eagerly and in graph replays alike; None when the cache's size is unknown (a CPU)."""
+    if not l2_bytes:
+        return None
+    return nbytes >= 2 * l2_bytes or (reuse_distance(copies) - 1) * nbytes >= 2 * l2_bytes
 
 
 class Rotation(Generic[T]):
@@ -94,8 +96,10 @@ def rotation(first: tuple[torch.Tensor, ...], device: torch.device) -> tuple[Rot
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     copies = copies_for_cold_l2(nbytes, l2, free)
     items = [first] + [tuple(t.clone() for t in first) for _ in range(copies - 1)]
-    details = {"operand_copies": copies, "operand_bytes": nbytes, "cache_bytes": l2,
-               "cold_l2_every_call": evicted(copies, nbytes, l2)}
+    cold = evicted(copies, nbytes, l2)
+    details = {"operand_copies": copies, "operand_bytes": nbytes, "cache_bytes": l2, "cold_l2_every_call": cold}
+    if cold is None:
+        details["cold_l2_unknown"] = f"no cache size known for {device.type}: one copy, not claimed cold"
     return Rotation(items), details
 
 
