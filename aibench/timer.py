@@ -220,11 +220,26 @@ def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: Ti
                 end.record()
             sync()  # one sync per batch: the events are read only after all of them completed
             for begin, end in events:
-                samples.append(max(begin.elapsed_time(end), 1e-6) / 1e3)  # ms -> s
+                samples.append(_elapsed_s(begin, end))
                 stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
                 if stop:
                     return _finish("cuda_event", samples, warm_s, warm_calls, converged, reason,
                                    flush is not None)
+
+
+# GPU cycles of the spin queued before each graph sample: ~50 us at 2 GHz, more than the host
+# needs to enqueue an event, a graph launch and another event.
+_GRAPH_LEAD_CYCLES = 100_000
+
+
+def _elapsed_s(begin: Any, end: Any) -> float:
+    """Seconds between two recorded events. Zero means fn put no work on the timed stream (it ran
+    on another stream, or on the host): a sample of nothing, which must not pass for a fast one."""
+    ms = begin.elapsed_time(end)
+    if not ms > 0:
+        raise RuntimeError("the timed call enqueued no GPU work on the current stream (0 ms between its "
+                           "events): it cannot be timed with CUDA events")
+    return ms / 1e3
 
 
 def _capture(fn: Callable[[], Any], calls: int, warmup_s: float) -> tuple[Any, float, int]:
@@ -266,11 +281,16 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
         start = time.perf_counter()
         while True:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            # After the last sample's sync the GPU is idle: `begin` would fire at once and the
+            # replay's launch latency (several us, against 20 calls of a few us) would fall inside
+            # the sample. A spin queued first keeps the GPU busy while the host enqueues begin,
+            # the replay and end, as the flush does in event mode (nvbench's blocking kernel).
+            torch.cuda._sleep(_GRAPH_LEAD_CYCLES)
             begin.record()
             graph.replay()
             end.record()
             end.synchronize()
-            samples.append(max(begin.elapsed_time(end), 1e-6) / 1e3 / config.graph_calls)
+            samples.append(_elapsed_s(begin, end) / config.graph_calls)
             stop, converged, reason = should_stop(samples, time.perf_counter() - start, config,
                                                   calls_per_sample=config.graph_calls)
             if stop:

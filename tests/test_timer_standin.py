@@ -33,6 +33,7 @@ class FakeGPU:
         self.reads: list[Any] = []  # what each executed call read, in execution order
         self.flushes = 0
         self.syncs = 0
+        self.spins: list[tuple[float, int]] = []  # (GPU time, cycles) of each torch.cuda._sleep
         self.first_replay_s = first_replay_s  # a graph's first replay uploads it: slow
         self.flush_bytes = 0
 
@@ -103,9 +104,12 @@ class FakeGPU:
         def sync() -> None:
             gpu.syncs += 1
 
+        def spin(cycles: int) -> None:
+            gpu.spins.append((gpu.now, cycles))
+
         stream = SimpleNamespace(wait_stream=lambda _other: None)
         return SimpleNamespace(
-            Event=Event, CUDAGraph=CUDAGraph, graph=graph, synchronize=sync,
+            Event=Event, CUDAGraph=CUDAGraph, graph=graph, synchronize=sync, _sleep=spin,
             device=lambda _d: contextlib.nullcontext(), Stream=lambda: stream,
             stream=lambda _s: contextlib.nullcontext(), current_stream=lambda: stream,
         )
@@ -149,6 +153,19 @@ def test_graph_samples_are_per_call_and_skip_the_first_replay(gpu: FakeGPU) -> N
     d = timing.as_dict()
     assert d["method"] == "cuda_graph" and d["calls_per_sample"] == cfg.graph_calls and d["median"] == MS
     assert d["total_s"] == sum(timing.samples_s)  # what bundle verify recomputes from the samples
+
+
+def test_each_graph_sample_is_queued_behind_a_spin(gpu: FakeGPU) -> None:
+    """The GPU idles after each sample's sync: without a spin queued first, the replay's launch
+    latency would be timed as part of the calls."""
+    cfg = TimerConfig(warmup_s=0.0, min_samples=10, min_time_s=0.0, max_time_s=100.0, cuda_graph=True)
+    timing = measure(lambda: gpu.launch(MS), CUDA, cfg)
+    assert len(gpu.spins) == len(timing.samples_s) and all(c >= 50_000 for _, c in gpu.spins)
+
+
+def test_a_call_that_enqueues_no_gpu_work_is_not_timed_as_instant(gpu: FakeGPU) -> None:
+    with pytest.raises(RuntimeError, match="enqueued no GPU work"):
+        measure(lambda: None, CUDA, QUIET)  # events 0 ms apart: it ran elsewhere, or nowhere
 
 
 def test_graph_timing_stops_once_its_replays_cover_min_time(gpu: FakeGPU) -> None:
