@@ -202,12 +202,16 @@ def test_cached_decode_matches_full_forward_per_row_positions_and_slots(name: st
         model(tokens[row : row + 1, :half], input_pos=torch.arange(half)[None], slots=torch.tensor([slot]))
         out = model(tokens[row : row + 1, half:n], input_pos=torch.arange(half, n)[None], slots=torch.tensor([slot]))
         torch.testing.assert_close(out, full[row : row + 1, half:n], atol=1e-5, rtol=1e-5)
-    for _ in range(5):  # batched decode, every row at its own position and slot
+    for i in range(5):  # batched decode, every row at its own position and slot
         step = torch.stack([tokens[r, n] for r, n in enumerate(lens)])[:, None]
-        out = model(step, input_pos=torch.tensor(lens)[:, None], slots=torch.tensor(slots))
+        # Odd steps bound the keys read by the longest row (a serving engine's kv_len): same logits.
+        kv_len = max(lens) + 1 if i % 2 else None
+        out = model(step, input_pos=torch.tensor(lens)[:, None], slots=torch.tensor(slots), kv_len=kv_len)
         expected = torch.stack([full[r, n] for r, n in enumerate(lens)])[:, None]
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
         lens = [n + 1 for n in lens]
+    with pytest.raises(ValueError, match="kv_len must be in"):
+        model(step, input_pos=torch.tensor(lens)[:, None], slots=torch.tensor(slots), kv_len=33)
 
 
 def test_decode_step_and_prefill_compile_as_one_graph() -> None:

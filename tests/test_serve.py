@@ -37,7 +37,8 @@ class TinyLM(nn.Module):
         self.k_cache, self.v_cache = torch.zeros(shape), torch.zeros(shape)
 
     def forward(
-        self, tokens: torch.Tensor, input_pos: torch.Tensor | None = None, slots: torch.Tensor | None = None
+        self, tokens: torch.Tensor, input_pos: torch.Tensor | None = None, slots: torch.Tensor | None = None,
+        kv_len: int | None = None,
     ) -> torch.Tensor:
         assert self.k_cache is not None and self.v_cache is not None
         assert input_pos is not None
@@ -65,7 +66,7 @@ class TinyLM(nn.Module):
 class LeakyLM(TinyLM):
     """A broken cache: every row writes and reads slot 0."""
 
-    def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
+    def forward(self, tokens, input_pos=None, slots=None, kv_len=None):  # type: ignore[no-untyped-def]
         return super().forward(tokens, input_pos, torch.zeros(tokens.shape[0], dtype=torch.long))
 
 
@@ -89,9 +90,9 @@ class Costed(nn.Module):
         super().__init__()
         self.inner, self.clock = inner, clock
 
-    def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
+    def forward(self, tokens, input_pos=None, slots=None, kv_len=None):  # type: ignore[no-untyped-def]
         self.clock.t += self.PREFILL if tokens.shape[1] > 1 else self.DECODE
-        return self.inner(tokens, input_pos=input_pos, slots=slots)
+        return self.inner(tokens, input_pos=input_pos, slots=slots, kv_len=kv_len)
 
     def move_cache_slot(self, src: int, dst: int, length: int) -> None:
         self.inner.move_cache_slot(src, dst, length)
@@ -170,7 +171,7 @@ def test_decode_reads_dense_slots_and_a_move_that_skips_its_cache_fails() -> Non
     moves: list[tuple[int, int, int]] = []
 
     class Recording(TinyLM):
-        def forward(self, tokens, input_pos=None, slots=None):  # type: ignore[no-untyped-def]
+        def forward(self, tokens, input_pos=None, slots=None, kv_len=None):  # type: ignore[no-untyped-def]
             calls.append((tokens.shape[1], slots))
             return super().forward(tokens, input_pos, slots)
 

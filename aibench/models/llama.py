@@ -158,6 +158,7 @@ class CacheView:
     slots: Tensor | None  # [B] as given; None: rows 0..B-1, read without a gather
     mask: Tensor | None  # [B, 1, S, L] key visible to query (torch backend)
     spans: tuple[Span, ...] | None  # host-side row groups (triton backend)
+    kv_len: int | None = None  # keys at or past this position are invisible to every row: not read
 
 
 class KVCache(nn.Module):
@@ -226,6 +227,8 @@ class Attention(nn.Module):
     def _cached_torch(self, q: Tensor, cache: CacheView) -> Tensor:
         B, _, S, D = q.shape
         kc, vc = self.kv_cache.rows(cache, B)  # [B, Hkv, L, D]
+        if cache.kv_len is not None:  # a view: no key past the longest row is read
+            kc, vc = kc[:, :, : cache.kv_len], vc[:, :, : cache.kv_len]
         kc, vc = kc.to(q.dtype), vc.to(q.dtype)
         group = self.n_head // self.n_kv_head
         if S == 1:
@@ -398,7 +401,11 @@ class Transformer(nn.Module):
             f = self._freqs_cis = precompute_freqs_cis(self.args, -(-length // 256) * 256, device)
         return f
 
-    def forward(self, tokens: Tensor, input_pos: Tensor | None = None, slots: Tensor | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, input_pos: Tensor | None = None, slots: Tensor | None = None,
+                kv_len: int | None = None) -> Tensor:
+        """`kv_len`: with a cache, an upper bound on every row's last position + 1, known on the
+        host (a serving engine knows its rows' lengths): attention then reads keys [0, kv_len)
+        instead of the whole cache, as a paged engine reads only what its rows hold."""
         B, S = tokens.shape
         if input_pos is None:
             if slots is not None:
@@ -406,7 +413,7 @@ class Transformer(nn.Module):
             freqs_cis = self._freqs(S, tokens.device)[:S].unsqueeze(0)  # [1, S, 2, D]
             cache = None
         else:
-            cache = self._cache_view(input_pos, slots, B, S)
+            cache = self._cache_view(input_pos, slots, B, S, kv_len)
             freqs_cis = self._freqs(self.max_seq, tokens.device)[input_pos]  # [B, S, 2, D]
         x = self.tok_embeddings(tokens)  # [B, S, D]
         freqs_cis = freqs_cis.to(x.dtype)  # once per forward, as HF's rotary_emb: not 4 casts a layer
@@ -424,7 +431,8 @@ class Transformer(nn.Module):
             cache.k_cache[dst, :, :length] = cache.k_cache[src, :, :length]
             cache.v_cache[dst, :, :length] = cache.v_cache[src, :, :length]
 
-    def _cache_view(self, input_pos: Tensor, slots: Tensor | None, B: int, S: int) -> CacheView:
+    def _cache_view(self, input_pos: Tensor, slots: Tensor | None, B: int, S: int,
+                    kv_len: int | None = None) -> CacheView:
         if self.max_seq == 0:
             raise ValueError("input_pos given but no cache: call setup_cache(max_batch, max_seq) first")
         if tuple(input_pos.shape) != (B, S):
@@ -438,10 +446,12 @@ class Transformer(nn.Module):
             spans = _spans(input_pos, rows, self.max_batch, self.max_seq)
             _refuse_window("triton", max(sp.end for sp in spans), self.args.sliding_window)
             return CacheView(input_pos, rows[:, None], slots, None, spans)
-        key_pos = torch.arange(self.max_seq, device=input_pos.device)
+        if kv_len is not None and not 1 <= kv_len <= self.max_seq:
+            raise ValueError(f"kv_len must be in [1, {self.max_seq}], got {kv_len}")
+        key_pos = torch.arange(kv_len or self.max_seq, device=input_pos.device)
         # [B, 1, S, L]: no key beyond its row (nor, with a window, too far behind it)
         mask = visible_keys(input_pos, key_pos, self.args.sliding_window).unsqueeze(1)
-        return CacheView(input_pos, rows[:, None], slots, mask, None)
+        return CacheView(input_pos, rows[:, None], slots, mask, None, kv_len)
 
 
 def _spans(input_pos: Tensor, slots: Tensor, max_batch: int, max_seq: int) -> tuple[Span, ...]:

@@ -4,7 +4,8 @@ The model follows `aibench.models.Transformer`'s contract: `model.setup_cache(ma
 was called, and `model(tokens[B, S], input_pos=[B, S], slots=[B]) -> logits[B, S, V]` writes row b
 into cache slot `slots[b]` at positions `input_pos[b]` (rows may be at different positions);
 `slots=None` means slots 0..B-1, read as a view of the cache (no gather), and
-`model.move_cache_slot(src, dst, length)` copies a slot's first `length` positions to another.
+`model.move_cache_slot(src, dst, length)` copies a slot's first `length` positions to another;
+`kv_len=` bounds the keys attention reads (every row's last position + 1).
 
 One engine step, as in vLLM/TGI-style continuous batching without chunked prefill:
   1. requests that have arrived are sent, up to the client's max-concurrency cap;
@@ -146,7 +147,8 @@ class Engine:
         assert [a.slot for a in running] == list(range(len(running))), "running slots must be dense"
         tokens = torch.tensor([[a.tokens[-1]] for a in running], dtype=torch.long, device=self.device)
         pos = torch.tensor([[a.pos] for a in running], dtype=torch.long, device=self.device)
-        new, margins = self._emit(self.model(tokens, input_pos=pos))
+        # Attention reads keys up to the longest row's position, not the whole cache.
+        new, margins = self._emit(self.model(tokens, input_pos=pos, kv_len=max(a.pos for a in running) + 1))
         now = None
         for i, a in enumerate(running):
             a.pos += 1
