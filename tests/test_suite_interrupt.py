@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,21 +71,25 @@ def _invoke(suite: Path, out: Path) -> tuple[object, Path, list[dict]]:
     return result, run, records
 
 
+def _swallowing_first_ctrl_c(real: Any, calls: list[object]) -> Any:
+    """run_case that, on its first call, gets a Ctrl-C Python swallows: what Python does with an
+    exception raised in a weakref callback is print it and go on."""
+
+    def run_case(*args: object, **kwargs: object) -> object:
+        calls.append(args[1])
+        if len(calls) == 1:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    return run_case
+
+
 def test_a_swallowed_ctrl_c_still_stops_the_suite(tmp_path: Path, toys: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C landing in a weakref callback during garbage collection ("Exception ignored in ...")
     was lost: the suite ran on and its manifest said complete (2 of 5 real Ctrl-C on smoke)."""
-    real, calls = suite_run.run_case, []
-
-    def ctrl_c_swallowed(*args: object, **kwargs: object) -> object:
-        calls.append(args[1])
-        if len(calls) == 1:
-            # What Python does with an exception raised in a weakref callback: print and go on.
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.raise_signal(signal.SIGINT)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(suite_run, "run_case", ctrl_c_swallowed)
+    monkeypatch.setattr(suite_run, "run_case", _swallowing_first_ctrl_c(suite_run.run_case, []))
     result, run, records = _invoke(_suite(tmp_path, "test.quick", "test.quick"), tmp_path / "runs")
     assert result.exit_code == 1 and "interrupted: 1 record(s) kept" in result.output, result.output  # type: ignore[attr-defined]
     assert [r["entry"] for r in records] == ["e0"] and records[0]["status"] == "ok"
@@ -111,16 +116,8 @@ def test_a_swallowed_ctrl_c_still_stops_aibench_run(tmp_path: Path, toys: None,
     x = torch.ones(4)
     second.backend("ref", baseline=True)(lambda p, d: Case(fn=lambda: x + 1))
     second.backend("other")(lambda p, d: Case(fn=lambda: x + 2))
-    real, calls = runner.run_case, []
-
-    def ctrl_c_swallowed(*args: object, **kwargs: object) -> object:
-        calls.append(args[1])
-        if len(calls) == 1:
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.raise_signal(signal.SIGINT)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runner, "run_case", ctrl_c_swallowed)
+    calls: list[object] = []
+    monkeypatch.setattr(runner, "run_case", _swallowing_first_ctrl_c(runner.run_case, calls))
     try:
         result = CliRunner().invoke(cli, ["run", "test.two", "--device", "cpu", "--no-telemetry", "-o",
                                           str(tmp_path), "--min-time", "0.01", "--max-time", "0.1"])
