@@ -207,7 +207,7 @@ def _absent_reasons(base: LoadedRun, new: LoadedRun, same_plan: bool) -> dict[st
         star = skipped.get(case) or skipped.get(entry_of.get(case or ""))
         if case and star is not None:
             out[record_key(r)] = f"new skips the whole entry {star.get('entry')!r}: {star.get('reason')}"
-        elif not new.manifest.get("complete"):
+        elif same_plan and not new.manifest.get("complete"):  # another plan may simply not have it
             out[record_key(r)] = "not measured: the new run is incomplete (interrupted before it)"
     return out
 

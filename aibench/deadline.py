@@ -14,6 +14,8 @@ import signal
 import threading
 from types import FrameType, TracebackType
 
+_ACTIVE: list[Deadline] = []  # deadlines inside their `with`, outermost first
+
 
 class Deadline:
     """`with Deadline(60) as d:` ... `except KeyboardInterrupt: if d.fired: <timeout>`.
@@ -45,7 +47,9 @@ class Deadline:
         self._timer.start()
 
     def _only_ours(self, signum: int, frame: FrameType | None) -> None:
-        if self.fired:  # our interrupt; a SIGINT from outside stays ignored, as the shell asked
+        # A deadline's interrupt (this one's, or a nested one's: gpu_check's per-case cut around
+        # the runner's per-backend limit); a SIGINT from outside stays ignored, as the shell asked.
+        if any(d.fired for d in _ACTIVE):
             raise KeyboardInterrupt
 
     def __enter__(self) -> Deadline:
@@ -56,14 +60,17 @@ class Deadline:
                 signal.signal(signal.SIGINT, self._only_ours)
                 self._ignored = True
             self._active = True
+            _ACTIVE.append(self)
             self._arm(self.seconds)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         with self._lock:  # after this no _fire interrupts or re-arms
-            self._active = False
+            was_active, self._active = self._active, False
             timer = self._timer
+        if was_active:
+            _ACTIVE.remove(self)
         if timer is not None:
             timer.cancel()
         if self._ignored:

@@ -229,9 +229,9 @@ def _energy_fn(case: Case, device: torch.device, timing: dict[str, Any],
     average W would describe another execution than its tokens/s."""
     if timing.get("method") != "cuda_graph":
         return case.fn, 1, "back-to-back calls"
+    calls = int(timing.get("calls_per_sample") or timer.graph_calls)  # as the timing recorded it
     try:
-        return graph_replay(case.fn, device, timer.graph_calls), timer.graph_calls, \
-            f"CUDA-graph replays of {timer.graph_calls} calls, as timed"
+        return graph_replay(case.fn, device, calls), calls, f"CUDA-graph replays of {calls} calls, as timed"
     except Exception as exc:  # the timer captured it, so this is unexpected: say it, measure eagerly
         return case.fn, 1, f"back-to-back calls (graph capture failed: {first_line(exc)})"
 

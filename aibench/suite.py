@@ -56,6 +56,7 @@ import importlib.resources
 import itertools
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -125,6 +126,16 @@ class RunRules:
                 out.append((name, "must not be negative"))
         if self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
             out.append(("max_time_s", f"must be positive and >= min_time_s ({self.min_time_s})"))
+        from aibench.timer import TimerConfig
+
+        if self.min_samples > TimerConfig.max_samples:
+            out.append(("min_samples", f"must be at most {TimerConfig.max_samples} (the samples a record keeps)"))
+        if not out:  # anything else the timer refuses: said when the file loads, not mid-run
+            try:
+                self.to_timer_config()
+            except ValueError as exc:
+                named = [f.name for f in fields(self) if re.search(rf"\b{f.name}\b", str(exc))]
+                out.append(((named or ["min_samples"])[0], f"is refused by the timer: {exc}"))
         return out
 
     def to_timer_config(self) -> Any:

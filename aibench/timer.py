@@ -277,6 +277,7 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
     """Capture `graph_calls` calls in one graph (`_capture`); a sample is one replay / graph_calls."""
     with torch.cuda.device(device):
         graph, warm_s, warm_calls = _capture(fn, config.graph_calls, config.warmup_s)
+        spin = getattr(torch.cuda, "_sleep", None)  # private (present since torch 1.x): without it, no lead
         samples: list[float] = []
         start = time.perf_counter()
         while True:
@@ -285,7 +286,8 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
             # replay's launch latency (several us, against 20 calls of a few us) would fall inside
             # the sample. A spin queued first keeps the GPU busy while the host enqueues begin,
             # the replay and end, as the flush does in event mode (nvbench's blocking kernel).
-            torch.cuda._sleep(_GRAPH_LEAD_CYCLES)
+            if spin is not None:
+                spin(_GRAPH_LEAD_CYCLES)
             begin.record()
             graph.replay()
             end.record()

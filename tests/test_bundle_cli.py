@@ -87,3 +87,6 @@ def test_packing_an_interrupted_run_warns_that_the_bundle_will_not_verify(tmp_pa
     assert code == 0 and "incomplete run" in out and f"--resume {run}" in out
     code, out = _invoke("pack", write_run_dir(tmp_path / "done"), "-o", tmp_path / "c.tar.gz")
     assert code == 0 and "incomplete" not in out
+    one = write_run_dir(tmp_path / "one", run_files(manifest(complete=False, finished_at=None, suite=None)))
+    code, out = _invoke("pack", one, "-o", tmp_path / "d.tar.gz")  # `aibench run`: no suite to resume
+    assert code == 0 and "run it again" in out and "--resume" not in out

@@ -100,6 +100,10 @@ def test_an_interrupted_new_run_does_not_pass_the_gate(tmp_path: Path) -> None:
     assert v == {"e1::gemm[m=1]/torch": "same", "e2::gemm[m=1]/torch": "lost",
                  "e3::gemm[m=1]/torch": "missing"}  # skipped in the base: nothing was lost
     assert CliRunner().invoke(cli, ["compare", str(base), str(new)]).exit_code == 1
+    # An interrupted run of another suite (or mode) never planned what it lacks: not `lost`.
+    other = run_dir(tmp_path / "c", [rec("e1", "torch")], complete=False,
+                    suite={"name": "smoke", "version": "1.0.0", "mode": "full"})
+    assert verdicts(base, other)["e2::gemm[m=1]/torch"] == "missing"
 
 
 def test_a_measurement_dropped_from_a_complete_run_is_only_missing(tmp_path: Path) -> None:

@@ -203,6 +203,25 @@ def test_a_hung_case_times_out_even_where_sigint_is_ignored() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+def test_a_nested_deadline_fires_where_sigint_is_ignored() -> None:
+    """gpu_check's per-case cut around the runner's per-backend limit: the outer deadline stands
+    the handler in, and the inner one's interrupt must still get through it."""
+    import signal
+
+    from aibench.deadline import Deadline
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start = time.perf_counter()
+        with Deadline(30.0) as outer:
+            with pytest.raises(KeyboardInterrupt), Deadline(0.2) as inner:
+                while time.perf_counter() - start < 5:
+                    time.sleep(0.01)
+        assert inner.fired and not outer.fired and time.perf_counter() - start < 4
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_deadline_passes_a_real_interrupt_through() -> None:
     from aibench.deadline import Deadline
 
@@ -354,7 +373,8 @@ def test_the_energy_window_runs_what_the_timer_timed(toy: str, monkeypatch: pyte
     real_measure = runner_module.measure
 
     def as_graph(fn: Any, device: Any, config: Any) -> Any:
-        return dataclasses.replace(real_measure(fn, device, config), method="cuda_graph")
+        return dataclasses.replace(real_measure(fn, device, config), method="cuda_graph",
+                                   calls_per_sample=config.graph_calls)
 
     options = dataclasses.replace(FAST, telemetry=True)
     (plain,) = run_workload(toy, {}, CPU, ["ref"], options, telemetry=Tele())

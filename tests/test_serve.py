@@ -185,6 +185,9 @@ def test_decode_reads_dense_slots_and_a_move_that_skips_its_cache_fails() -> Non
     assert moves and all(src > dst for src, dst, _ in moves)  # request 0 ended first, in slot 0
     for c in batched.completions:
         assert c.tokens == eng.generate_alone(c.request).tokens
+    moves.clear()  # four requests ending in one step: none of them is moved (a dead cache copied)
+    _engine(max_batch=4, model=Recording())[0].run([_req(i, 3, 5) for i in range(4)])
+    assert moves == []
 
     class Forgetful(Recording):  # moves the slot's bookkeeping but not its cache
         def move_cache_slot(self, src: int, dst: int, length: int) -> None:

@@ -288,6 +288,8 @@ ERROR_CASES = [
     # TOML has nan and inf; JSON (the manifest that records the rules) has neither.
     ("\n[rules]\nmin_time_s = nan\n", 7, "key 'rules.min_time_s'", "must be a finite number"),
     ("\n[rules]\nmax_time_s = inf\n", 7, "key 'rules.max_time_s'", "must be a finite number"),
+    # What the timer itself refuses is said when the file loads, not as a traceback mid-run.
+    ("\n[rules]\nmin_samples = 20000\n", 7, "key 'rules.min_samples'", "must be at most 10000"),
     ("\n[rules]\nmax_time_s = 4\n\n[quick.rules]\nmin_time_s = 9\n", 10, "key 'quick.rules.min_time_s'",
      "max_time_s must be positive and >= min_time_s"),
     ("\n[[entry]]\nid = \"a\"\nworkload = \"test.toy\"\n[entry.quick.params]\nk = 1\nm = \"x\"\n", 11,

@@ -68,19 +68,21 @@ def pack_command(run_dir: Path, out: Path, key: Path | None) -> None:
             raise click.BadParameter(str(e), param_hint="--key") from None
     path = pack(run_dir, out, key=private)
     click.echo(f"wrote {path} ({'signed' if private else 'unsigned'}, {path.stat().st_size} bytes)")
-    if not _run_complete(run_dir):
+    manifest = _manifest(run_dir)
+    if manifest.get("complete") is False:
+        again = (f"finish the run with `aibench suite ... --resume {run_dir}`" if manifest.get("suite")
+                 else "run it again (an `aibench run` directory cannot be resumed)")
         click.echo(f"warning: {run_dir} is an incomplete run (interrupted): this bundle will not verify "
-                   "(run_incomplete) and report/compare refuse it; finish the run with `aibench suite ... "
-                   f"--resume {run_dir}` and pack it again", err=True)
+                   f"(run_incomplete) and report/compare refuse it; {again} and pack it again", err=True)
 
 
-def _run_complete(run_dir: Path) -> bool:
-    """What the run's manifest says; an unreadable one is verify's to report, not pack's."""
+def _manifest(run_dir: Path) -> dict:
+    """The run's manifest; {} when unreadable (verify's to report, not pack's)."""
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return True
-    return not isinstance(manifest, dict) or manifest.get("complete") is not False
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _findings_table(title: str, style: str, findings: tuple[Finding, ...]) -> Table:

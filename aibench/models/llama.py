@@ -405,7 +405,9 @@ class Transformer(nn.Module):
                 kv_len: int | None = None) -> Tensor:
         """`kv_len`: with a cache, an upper bound on every row's last position + 1, known on the
         host (a serving engine knows its rows' lengths): attention then reads keys [0, kv_len)
-        instead of the whole cache, as a paged engine reads only what its rows hold."""
+        instead of the whole cache, as a paged engine reads only what its rows hold. It is not
+        checked against `input_pos` (that would take a host sync): a bound too small masks every
+        key of a row, whose output is then NaN."""
         B, S = tokens.shape
         if input_pos is None:
             if slots is not None:

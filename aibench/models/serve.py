@@ -154,13 +154,15 @@ class Engine:
             a.pos += 1
             now = self._record(a, new[i], margins[i] if margins else None, now)
 
-    def _compact(self, running: list[_Active], hole: int) -> None:
-        """After the request in slot `hole` ended: the running request in the highest slot moves
-        into it (its cache once, [0, pos)), so that the running slots stay 0..B-1."""
-        last = max(running, key=lambda a: a.slot, default=None)
-        if last is not None and last.slot > hole:
-            self.model.move_cache_slot(last.slot, hole, last.pos)
-            last.slot = hole
+    def _compact(self, running: list[_Active], holes: list[int]) -> None:
+        """After the requests in slots `holes` ended (and left `running`): the running requests in
+        the highest slots move into the holes, lowest hole first (each cache once, [0, pos)), so
+        that the running slots stay 0..B-1. Finished requests are never moved."""
+        for hole in sorted(holes):
+            last = max(running, key=lambda a: a.slot, default=None)
+            if last is not None and last.slot > hole:
+                self.model.move_cache_slot(last.slot, hole, last.pos)
+                last.slot = hole
 
     def _record(self, a: _Active, token: int, margin: float | None, now: float | None = None) -> float:
         # Every token of one batched step reaches the host at the same moment: one timestamp.
@@ -178,9 +180,9 @@ class Engine:
         tokens = torch.zeros(b, 1, dtype=torch.long, device=self.device)
         pos = torch.full((b, 1), self.max_seq // 2, dtype=torch.long, device=self.device)
 
-        def step() -> torch.Tensor:  # slots 0..b-1, as the serving loop's decode steps read them
+        def step() -> torch.Tensor:  # slots 0..b-1 and keys up to the rows' position, as the loop reads them
             with torch.no_grad():
-                return self.model(tokens, input_pos=pos)[:, -1, :].argmax(dim=-1)
+                return self.model(tokens, input_pos=pos, kv_len=self.max_seq // 2 + 1)[:, -1, :].argmax(dim=-1)
 
         return step
 
@@ -238,10 +240,11 @@ class Engine:
                 max_running = max(max_running, len(running))
                 self._decode(running)
                 steps += 1
-                for a in [a for a in running if a.done()]:
+                ended = [a for a in running if a.done()]
+                for a in ended:  # all of them out first: a finished request is never moved
                     running.remove(a)
                     finish(a)
-                    self._compact(running, a.slot)
+                self._compact(running, [a.slot for a in ended])
             elif not queue and pending:
                 wait = pending[0].arrival_s - (self.clock() - self._t0)
                 if wait > 0:

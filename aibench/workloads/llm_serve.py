@@ -112,8 +112,8 @@ def _undefined(metrics: dict[str, float]) -> dict[str, str]:
 def _check_requests(requests: list[Request]) -> list[Request]:
     # At least two tokens each, so that the requests share a batched decode step (one-token
     # requests would only be prefilled, alone: a check that cannot fail); prompts trimmed so that
-    # prompt + tokens stays within the measured requests' longest, so the check never enlarges
-    # the KV cache (whose length the torch decode path reads every step).
+    # prompt + tokens stays within the measured requests' longest (except when that is under 3
+    # positions: then 1 + 2), so the check does not enlarge the KV cache the measured run gets.
     longest = max_total_len(requests)
     tokens = max(2, min(CHECK_TOKENS, longest - 1))
     prompt = max(requests, key=lambda r: r.input_len).prompt
