@@ -213,10 +213,9 @@ def test_a_nested_deadline_fires_where_sigint_is_ignored() -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         start = time.perf_counter()
-        with Deadline(30.0) as outer:
-            with pytest.raises(KeyboardInterrupt), Deadline(0.2) as inner:
-                while time.perf_counter() - start < 5:
-                    time.sleep(0.01)
+        with Deadline(30.0) as outer, pytest.raises(KeyboardInterrupt), Deadline(0.2) as inner:
+            while time.perf_counter() - start < 5:
+                time.sleep(0.01)
         assert inner.fired and not outer.fired and time.perf_counter() - start < 4
     finally:
         signal.signal(signal.SIGINT, previous)
