@@ -2,7 +2,8 @@
 
 Requests arrive at a request rate (gamma gaps, `burstiness` 1 = Poisson; `inf` = all at once),
 up to a client max-concurrency, and are served by aibench.models.serve.Engine: continuous
-batching over the model's static KV cache, greedy decoding, random weights (fixed seed).
+batching over the model's static KV cache, greedy decoding, random weights (fixed seed) or a
+Hugging Face checkpoint (`weights=DIR`).
 The case measures itself (`Case.measure`): its samples are per-request end-to-end latencies and
 its metrics TTFT / TPOT / ITL / E2EL statistics, throughputs and goodput under the SLOs
 (aibench.models.serving_metrics). `Case.fn` is one batched decode step of `max_batch` rows, for
@@ -56,6 +57,7 @@ PARAMS = (
     Param("concurrency_sweep", str, "", "concurrency levels for the InferenceX curve, e.g. '1,4,16,64'",
           preview="1,2"),
     Param("dtype", str, "bfloat16", "weights, activations and KV cache", choices=tuple(_DTYPES), preview="float32"),
+    Param("weights", str, "", "Hugging Face checkpoint folder (config.json + safetensors); '' = random weights"),
     Param("seed", int, 0, "seed of the weights, prompts, lengths and arrivals"),
 )
 
@@ -125,12 +127,12 @@ def _check_requests(requests: list[Request]) -> list[Request]:
 def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
     try:
         from aibench.models.config import ModelArgs
-        from aibench.models.loader import random_model
+        from aibench.models.loader import from_pretrained, random_model, read_config
         from aibench.models.memory import activation_bytes, ensure_fits
     except ImportError as exc:
         raise Unsupported(f"the LLM model is unavailable: {exc}") from exc
     try:
-        args = ModelArgs.from_name(p["model"], attn_backend=attn_backend)
+        args = read_config(p["weights"]) if p["weights"] else ModelArgs.from_name(p["model"])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     dtype = _DTYPES[p["dtype"]]
@@ -140,11 +142,19 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
     max_seq = max(max_total_len(r) for r in (requests, checks, *sweeps.values()))
     if max_seq > args.block_size:
         raise UsageError(f"requests need {max_seq} positions; model {args.name} supports {args.block_size}")
+    if args.sliding_window is not None and max_seq > args.sliding_window:
+        # As llm.decode: masked full attention past the window would misstate a windowed engine.
+        raise Unsupported(f"{args.name} uses sliding-window attention ({args.sliding_window} tokens), "
+                          f"which aibench serves only within the window; keep requests within it")
     # Weights + KV cache + the activations of the longest prefill must fit, else skip with numbers.
     longest = max(r.input_len for r in (*requests, *checks))
     ensure_fits(args, max_batch, max_seq, dtype, device, extra_bytes=activation_bytes(args, longest, dtype))
 
-    model = random_model(args, device=device, dtype=dtype, seed=p["seed"])
+    if p["weights"]:
+        model = from_pretrained(p["weights"], device, dtype)
+    else:
+        model = random_model(args, device=device, dtype=dtype, seed=p["seed"])
+    model.set_backends(attn=attn_backend)  # the weights' matmuls stay on the vendor library
     model.setup_cache(max_batch, max_seq, device=device, dtype=dtype)
     engine = serve.Engine(model, max_batch=max_batch, max_seq=max_seq, device=device)
     slo = sm.SLO(ttft_s=p["slo_ttft_ms"] / 1e3, tpot_s=p["slo_tpot_ms"] / 1e3)
@@ -185,7 +195,7 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
             "max_concurrency": None if math.isinf(cap) else int(cap),
             "num_gpus": 1,
             "engine": "continuous batching, static KV cache, one prefill per request, greedy decoding",
-            "weights": f"random N(0, 0.02), seed {p['seed']}",
+            "weights": p["weights"] or f"random N(0, 0.02), seed {p['seed']}",
             "energy_fn": f"one decode step of {max_batch} rows",
         },
         # A serving step reads tokens back to the host (a sync) and the Triton path syncs to
