@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -38,3 +40,15 @@ def canonical_sha256(data: Any) -> str:
     environment fingerprint is hashed, and re-hashed by a verifier."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as strict JSON (no NaN) so that a reader, or a kill, finds the old file or the
+    new one, never half of one: a temporary beside it, flushed to disk, renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -24,6 +24,7 @@ import jsonschema
 
 from aibench import __version__
 from aibench.errors import AibenchError
+from aibench.jsonutil import write_json_atomic
 from aibench.records import append_jsonl, now_iso, read_jsonl, validate
 from aibench.runner import Outcome
 
@@ -37,16 +38,6 @@ def new_run_id(label: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "run"
     return f"{stamp}-{slug}-{secrets.token_hex(3)}"
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, allow_nan=False, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new manifest, never half of one
 
 
 class RunDir:
@@ -76,7 +67,7 @@ class RunDir:
             **fields,
         }
         run = cls(path, manifest)
-        _write_json_atomic(path / MANIFEST, manifest)
+        write_json_atomic(path / MANIFEST, manifest)
         run.records_path.touch()
         run.log(f"run {run_id} created")
         return run
@@ -155,7 +146,7 @@ class RunDir:
 
     def update(self, **changes: Any) -> None:
         self.manifest.update(changes)
-        _write_json_atomic(self.path / MANIFEST, self.manifest)
+        write_json_atomic(self.path / MANIFEST, self.manifest)
 
     def finish(self, complete: bool) -> None:
         self.update(complete=complete, finished_at=now_iso() if complete else None)

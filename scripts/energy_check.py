@@ -105,15 +105,6 @@ def _stage(summary: dict[str, Any], name: str) -> Iterator[None]:
         print(f"{name} failed: {summary['errors'][name]}", flush=True)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """A kill leaves the previous summary or this one, never half of one (and no NaN: strict JSON)."""
-    from aibench.jsonutil import json_safe
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def bf16_matmul(device: Any, n: int = 8192) -> tuple[Callable[[], object], Callable[[], None], float]:
     """The measured call (an n^3 bf16 product, warmed up: clocks up, cuBLAS handle and workspace
     ready), its sync, and its FLOPs."""
@@ -136,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from aibench import telemetry
+    from aibench.jsonutil import json_safe, write_json_atomic
 
     if not torch.cuda.is_available():
         print("energy_check: no GPU visible; nothing to check", file=sys.stderr)
@@ -152,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def save() -> None:
-        _write_json_atomic(args.out / "summary.json", summary)
+        write_json_atomic(args.out / "summary.json", json_safe(summary))  # no NaN: strict JSON
 
     print("torch", torch.__version__, summary["device"], flush=True)
     save()

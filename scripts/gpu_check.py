@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -47,7 +46,7 @@ import torch
 from aibench import devices, stats
 from aibench.deadline import Deadline
 from aibench.errors import first_line
-from aibench.jsonutil import json_safe
+from aibench.jsonutil import json_safe, write_json_atomic
 from aibench.records import append_jsonl, now_iso
 from aibench.runner import Outcome, RunOptions, run_workload
 from aibench.timer import TimerConfig
@@ -257,7 +256,7 @@ class _Run:
         summary = summarize(self.results, self.device, planned=_group_counts(self.planned),
                             not_done={g: "; ".join(dict.fromkeys(w)) for g, w in not_done.items()},
                             run=run, environment=self.environment)
-        _write_json_atomic(self.out / "summary.json", summary)
+        write_json_atomic(self.out / "summary.json", json_safe(summary))
         return summary
 
 
@@ -277,17 +276,6 @@ def _environment() -> dict[str, Any]:
         return {"software": env.get("software"), "gpus": env.get("gpus"), "unavailable": env.get("unavailable")}
     except Exception as exc:  # the check's numbers matter more than its fingerprint
         return {"unavailable": {"environment": f"{type(exc).__name__}: {first_line(exc)}"}}
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """A reader (or a kill) sees the old summary or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(json_safe(data), f, indent=2, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

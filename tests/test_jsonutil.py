@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from aibench.jsonutil import canonical_sha256, json_safe, jsonable_params
 from aibench.workloads.registry import Param
@@ -27,3 +30,15 @@ def test_canonical_hash_ignores_key_order_and_whitespace() -> None:
     assert canonical_sha256(a) == canonical_sha256(b)
     assert canonical_sha256(a) != canonical_sha256({**a, "x": 2})
     assert len(canonical_sha256(a)) == 64
+
+
+def test_write_json_atomic_replaces_whole_files_and_refuses_nan(tmp_path: Path) -> None:
+    from aibench.jsonutil import write_json_atomic
+
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"a": 1})
+    write_json_atomic(path, {"a": 2, "b": [1.5]})
+    assert json.loads(path.read_text()) == {"a": 2, "b": [1.5]}
+    with pytest.raises(ValueError):  # strict JSON: NaN never reaches a reader
+        write_json_atomic(path, {"a": float("nan")})
+    assert json.loads(path.read_text()) == {"a": 2, "b": [1.5]}  # the previous file is intact
