@@ -366,23 +366,9 @@ def test_workload_rejects_slos_no_request_can_meet(slo: dict[str, float]) -> Non
 def test_serving_a_checkpoint(tmp_path: Path) -> None:
     """`weights=DIR` serves a Hugging Face checkpoint (its config sets the vocabulary and the
     position limit), with the batching check passing."""
-    import json
+    from test_workload_llm import tiny_llama_checkpoint
 
-    from safetensors.torch import save_file
-
-    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 1,
-           "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 40,
-           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
-           "max_position_embeddings": 64}
-    g = torch.Generator().manual_seed(0)
-    shapes = {"model.embed_tokens.weight": (40, 32), "model.norm.weight": (32,),
-              "model.layers.0.self_attn.q_proj.weight": (32, 32), "model.layers.0.self_attn.k_proj.weight": (16, 32),
-              "model.layers.0.self_attn.v_proj.weight": (16, 32), "model.layers.0.self_attn.o_proj.weight": (32, 32),
-              "model.layers.0.input_layernorm.weight": (32,), "model.layers.0.post_attention_layernorm.weight": (32,),
-              "model.layers.0.mlp.gate_proj.weight": (64, 32), "model.layers.0.mlp.up_proj.weight": (64, 32),
-              "model.layers.0.mlp.down_proj.weight": (32, 64)}
-    save_file({k: torch.randn(*s, generator=g) for k, s in shapes.items()}, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    tiny_llama_checkpoint(tmp_path, max_position_embeddings=64)
     case, _ = _setup(weights=str(tmp_path), concurrency_sweep="", num_requests=4)
     assert case.check().passed and case.details["weights"] == str(tmp_path)
     assert case.measure(None).metrics["completed"] == 4

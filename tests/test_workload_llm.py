@@ -140,10 +140,12 @@ def test_decode_check_catches_a_corrupted_cache(monkeypatch: pytest.MonkeyPatch)
     assert not check.passed and "exceeds tolerance" in (check.detail or "")
 
 
-def test_decode_with_checkpoint_weights(tmp_path: Path) -> None:
+def tiny_llama_checkpoint(folder: Path, **config: Any) -> Path:
+    """A one-layer Llama checkpoint in Hugging Face's layout (config.json + safetensors), random
+    weights; `config` adds or replaces config.json keys (max_position_embeddings, ...)."""
     cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 1,
            "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 40,
-           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True, **config}
     g = torch.Generator().manual_seed(0)
     shapes = {"model.embed_tokens.weight": (40, 32), "model.norm.weight": (32,),
               "model.layers.0.self_attn.q_proj.weight": (32, 32), "model.layers.0.self_attn.k_proj.weight": (16, 32),
@@ -151,8 +153,13 @@ def test_decode_with_checkpoint_weights(tmp_path: Path) -> None:
               "model.layers.0.input_layernorm.weight": (32,), "model.layers.0.post_attention_layernorm.weight": (32,),
               "model.layers.0.mlp.gate_proj.weight": (64, 32), "model.layers.0.mlp.up_proj.weight": (64, 32),
               "model.layers.0.mlp.down_proj.weight": (32, 64)}
-    save_file({k: torch.randn(*s, generator=g) for k, s in shapes.items()}, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    save_file({k: torch.randn(*s, generator=g) for k, s in shapes.items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_decode_with_checkpoint_weights(tmp_path: Path) -> None:
+    tiny_llama_checkpoint(tmp_path)
     case, _ = _setup("llm.decode", "torch", weights=str(tmp_path))
     assert case.check().passed
     assert case.details["weights"] == str(tmp_path) and case.details["model"] == tmp_path.name
