@@ -3,32 +3,20 @@ figure it reports exists and is right, so a short GPU lease is not lost to a Key
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
+from load_helpers import FAKE_PYNVML, SCRIPTS, load_module
 
 from aibench.telemetry import open_telemetry, write_samples_csv
 
-_root = Path(__file__).parents[1]
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-energy_check = _load("energy_check", _root / "scripts" / "energy_check.py")
-fake = _load("aibench_test_fake_pynvml_ec", _root / "tests" / "fixtures" / "telemetry" / "fake_pynvml.py")
+energy_check = load_module("energy_check", SCRIPTS / "energy_check.py")
+fake = load_module("aibench_test_fake_pynvml_ec", FAKE_PYNVML)
 
 
 def test_matmul_window_reports_every_figure(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ stand-in runner; one test feeds it records made by the real runner."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -14,15 +13,13 @@ from typing import Any
 
 import pytest
 import torch
+from load_helpers import SCRIPTS, load_module
 
 from aibench.runner import Outcome, RunOptions
 from aibench.runner import run_workload as real_run_workload
 from aibench.timer import TimerConfig
 
-spec = importlib.util.spec_from_file_location("gpu_check_run", Path(__file__).parents[1] / "scripts" / "gpu_check.py")
-assert spec is not None and spec.loader is not None
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_module("gpu_check_run", SCRIPTS / "gpu_check.py")
 
 Hook = Callable[[str, dict[str, Any], str], None]
 QUICK = TimerConfig(warmup_s=0.0, min_samples=3, min_time_s=0.0, max_time_s=0.05, target_rel_se=0.5)

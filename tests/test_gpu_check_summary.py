@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from load_helpers import SCRIPTS, load_module
 
-spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "scripts" / "gpu_check.py")
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_module("gpu_check", SCRIPTS / "gpu_check.py")
 
 
 def rec(group: str, workload: str, backend: str, status: str = "ok", median: float = 1.0, **metrics: float) -> dict:

@@ -7,12 +7,12 @@ NVML and amdsmi list every GPU of the node in their own order: a case on the 4th
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
+from load_helpers import FAKE_PYNVML, load_module
 
 from aibench.telemetry import nvml as nvml_module
 from aibench.telemetry import open_telemetry
@@ -21,16 +21,8 @@ from aibench.telemetry.nvml import nvml_index_for
 _VISIBILITY = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fake = _load("aibench_test_fake_pynvml_mapping", Path(__file__).parent / "fixtures" / "telemetry" / "fake_pynvml.py")
-core_tests = _load("aibench_test_core_mapping", Path(__file__).parent / "test_telemetry_core.py")
+fake = load_module("aibench_test_fake_pynvml_mapping", FAKE_PYNVML)
+core_tests = load_module("aibench_test_core_mapping", Path(__file__).parent / "test_telemetry_core.py")
 
 
 @pytest.fixture

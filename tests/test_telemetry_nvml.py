@@ -6,32 +6,20 @@ energy counter its exact integral: 400 J over the window, 20 J per call of 0.1 s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
-from types import ModuleType
 
 import pynvml
 import pytest
 import torch
+from load_helpers import FAKE_PYNVML, load_module
 
 from aibench.records import Record, validate
 from aibench.telemetry import nvml as nvml_module
 from aibench.telemetry import open_telemetry
 from aibench.telemetry.nvml import nvml_index_for
 
-
-def _load_fake() -> ModuleType:
-    path = Path(__file__).parent / "fixtures" / "telemetry" / "fake_pynvml.py"
-    spec = importlib.util.spec_from_file_location("aibench_test_fake_pynvml", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fake = _load_fake()
+fake = load_module("aibench_test_fake_pynvml", FAKE_PYNVML)
 CUDA0 = torch.device("cuda", 0)
 STEP_S = 0.1
 

@@ -4,30 +4,18 @@ stand-in pynvml of tests/fixtures/telemetry (trace: 100 -> 300 W over 2 s, 400 J
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pynvml
 import pytest
 import torch
+from load_helpers import FAKE_PYNVML, load_module
 
 from aibench.telemetry import calc, open_telemetry
 from aibench.telemetry.window import combine_throttle, device_window
 
-
-def _load_fake() -> ModuleType:
-    path = Path(__file__).parent / "fixtures" / "telemetry" / "fake_pynvml.py"
-    spec = importlib.util.spec_from_file_location("aibench_test_fake_pynvml_unmeasured", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fake = _load_fake()
+fake = load_module("aibench_test_fake_pynvml_unmeasured", FAKE_PYNVML)
 STEP_S = 0.1
 
 
