@@ -236,6 +236,14 @@ class PlannedCase:
     skip_reason: str | None = None
     timer: Mapping[str, Any] = field(default_factory=dict)  # the entry's timer overrides
 
+    def backend_names(self) -> list[str]:
+        """The backends it names, or every backend of its workload, baseline first ([] when the
+        workload is not in this build)."""
+        if self.backends:
+            return list(self.backends)
+        wl = registry.REGISTRY.get(self.workload)
+        return [b.name for b in wl.ordered_backends()] if wl is not None else []
+
 
 @dataclass(frozen=True)
 class Suite:

@@ -153,10 +153,9 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
 
 def _backend_names(case: Any) -> list[str] | None:
     """The backends a planned case measures; None when the whole case is one skip record."""
-    wl = REGISTRY.get(case.workload)
-    if case.skip_reason or wl is None:
+    if case.skip_reason or case.workload not in REGISTRY:
         return None
-    return list(case.backends) if case.backends else [b.name for b in wl.ordered_backends()]
+    return case.backend_names()
 
 
 def _pending(case: Any, done: set) -> bool:

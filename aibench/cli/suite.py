@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import (
@@ -113,16 +113,6 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
     console.print(f"run directory: {run.path}", soft_wrap=True)
 
 
-def _backends(case: Any) -> list[str]:
-    """The backends a case names, or every backend its workload has (baseline first): always a list."""
-    from aibench.workloads.registry import REGISTRY
-
-    if case.backends:
-        return list(case.backends)
-    wl = REGISTRY.get(case.workload)
-    return [b.name for b in wl.ordered_backends()] if wl is not None else []
-
-
 def _print_plan(suite: Suite, device_spec: str, quick: bool, json_: bool) -> None:
     """The planned cases for this machine: what runs, with which backends and timing, what is skipped."""
     import json
@@ -136,7 +126,7 @@ def _print_plan(suite: Suite, device_spec: str, quick: bool, json_: bool) -> Non
     mode = "preview" if device.type == "cpu" else ("quick" if quick else "full")
     cases = suite.plan(mode, PlanContext.detect() if device.type == "cuda" else PlanContext())
     rows = [{"entry": c.entry_id, "case": c.case_id, "workload": c.workload, "params": jsonable_params(c.params),
-             "backends": _backends(c), "timer": dict(c.timer), "skip_reason": c.skip_reason} for c in cases]
+             "backends": c.backend_names(), "timer": dict(c.timer), "skip_reason": c.skip_reason} for c in cases]
     if json_:
         console.print_json(json.dumps({"suite": suite.name, "version": suite.version, "mode": mode,
                                        "device": str(device), "cases": rows}))
