@@ -21,7 +21,7 @@ from aibench.workloads.registry import Check
 # accumulation and the bf16 output's rounding (~2^-9), as for bf16, hence bf16's bound. A looser
 # bound would pass a kernel that drops its last K tile (error 0.05-0.09 at Llama's K of 14k-53k).
 # With fast accumulation the MMA keeps fewer accumulator bits (about 14 on Hopper, DeepSeek-V3's
-# report) over every K tile: 1e-1 until a GPU run measures it (kernels/PERF.md).
+# report) over every K tile: 1e-1 until a GPU run measures it (aibench/kernels/PERF.md).
 REL_TOLERANCE: dict[str, float] = {
     "float64": 1e-10,
     "float32": 1e-4,

@@ -66,7 +66,7 @@ _SECRET_MARKERS: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSP
 
 _GIT_TIMEOUT_S = 2.0
 _CPU_SYSFS = Path("/sys/devices/system/cpu")  # cpuN/cpufreq/scaling_governor
-_CODE_DIRS: tuple[str, ...] = ("aibench", "kernels", "suites")  # pyproject.toml's package-dir
+_CODE_DIRS: tuple[str, ...] = ("aibench", "suites")  # pyproject.toml's package-dir
 
 
 def collect_environment() -> dict[str, Any]:

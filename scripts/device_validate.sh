@@ -114,10 +114,10 @@ preflight() {
   # Editable, offline, against the image's torch/triton; skipped when this tree is installed already
   # (the warm machine of a `finish` call). From /tmp, so that the installed package is what imports.
   if ! (cd /tmp && timeout 60 python3 -c 'import os, sys, aibench.kernels
-sys.exit(os.path.realpath(aibench.kernels.__file__) != os.path.realpath(sys.argv[1]))' "$PWD/kernels/__init__.py") 2>/dev/null; then
+sys.exit(os.path.realpath(aibench.kernels.__file__) != os.path.realpath(sys.argv[1]))' "$PWD/aibench/kernels/__init__.py") 2>/dev/null; then
     if ! boxed 120 0 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .; then
       # A read-only environment, or a setuptools without editable installs: a plain copy instead.
-      # kernels/ and suites/ only become aibench.kernels/.suites when installed, so the source
+      # suites/ only becomes aibench.suites when installed, so the source
       # tree's ./aibench must not shadow the copy: PYTHONSAFEPATH keeps the working directory off sys.path.
       step "editable install failed: a copy into $WORK/aibench"
       boxed 120 0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade \

@@ -399,7 +399,7 @@ def summarize(results: list[dict[str, Any]], device: torch.device, *, planned: d
     def square_why(size: int) -> str:
         return why(("gemm-square",), "speedup", lambda r: r["params"].get("m") == size)
 
-    # The copy ceiling is torch's device-to-device copy (the figure kernels/PERF.md quotes).
+    # The copy ceiling is torch's device-to-device copy (the figure aibench/kernels/PERF.md quotes).
     copy = [r for r in results if r["workload"] == "memory.copy" and r["backend"] == "torch"
             and r["status"] == "ok" and isinstance(r["metrics"].get("gbps"), (int, float))]
     copy_gbps = max((r["metrics"]["gbps"] for r in copy), default=None)

@@ -1,6 +1,6 @@
 """scripts/gpu_check.py as the one GPU call of a lease runs it: a `timeout` kill, a hung case or a
 crashing case must not lose what was measured, and its summary must answer every target of
-kernels/PERF.md (value, bound, verdict, or the reason there is none). Driven on the CPU by a
+aibench/kernels/PERF.md (value, bound, verdict, or the reason there is none). Driven on the CPU by a
 stand-in runner; one test feeds it records made by the real runner."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_no_budget_runs_nothing_and_every_target_says_why(tmp_path: Path, on_fak
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["run"]["stopped"] == "budget" and summary["run"]["cases_started"] == 0
     verdicts = [t for t in summary["targets"].values() if "met" in t]
-    assert len(verdicts) == 7  # the seven bounds of kernels/PERF.md's table (matmul at two sizes)
+    assert len(verdicts) == 7  # the seven bounds of aibench/kernels/PERF.md's table (matmul at two sizes)
     for t in verdicts:
         assert t["value"] is None and t["met"] is None and t["reason"].startswith("not run")
     assert summary["verdict"] == {"met": 0, "missed": 0, "unmeasured": 7}

@@ -1,4 +1,4 @@
-"""The persistent TMA matmul (kernels/matmul_tma.py): results against a float64 reference on odd
+"""The persistent TMA matmul (aibench/kernels/matmul_tma.py): results against a float64 reference on odd
 shapes in both weight layouts, why a case cannot take TMA, and the tile bookkeeping.
 
 On a CPU it runs in Triton's interpreter (tests/conftest.py), whose host-side tensor descriptors
