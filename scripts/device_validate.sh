@@ -128,7 +128,7 @@ sys.exit(os.path.realpath(aibench.kernels.__file__) != os.path.realpath(sys.argv
   step "imports and GPU"
   (cd /tmp && boxed 90 0 python3 -c '
 import torch, triton
-import aibench, aibench.kernels, aibench.suites, aibench.records, aibench.bundle.keys, aibench.cli, pynvml
+import aibench, aibench.kernels, aibench.suites, aibench.measure.records, aibench.bundle.keys, aibench.cli, pynvml
 print("aibench", aibench.__version__, aibench.__file__)
 print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__)
 import importlib.metadata as md, os

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from aibench import telemetry
-    from aibench.jsonutil import json_safe, write_json_atomic
+    from aibench.core.jsonutil import json_safe, write_json_atomic
+    from aibench.results.samples_csv import write_samples_csv
 
     if not torch.cuda.is_available():
         print("energy_check: no GPU visible; nothing to check", file=sys.stderr)
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             print("device:", json.dumps(win["device"]), flush=True)
             print("TFLOP/s:", win["tflops"], flush=True)
             save()
-            telemetry.write_samples_csv(args.out / "samples.csv", win["samples"])
+            write_samples_csv(args.out / "samples.csv", win["samples"])
         with _stage(summary, "overhead"):
             summary["overhead"] = tele.overhead()
             print("overhead:", json.dumps(summary["overhead"]), flush=True)

@@ -43,13 +43,15 @@ from typing import Any
 
 import torch
 
-from aibench import devices, stats
-from aibench.deadline import Deadline
-from aibench.errors import first_line
-from aibench.jsonutil import json_safe, write_json_atomic
-from aibench.records import append_jsonl, now_iso
-from aibench.runner import Outcome, RunOptions, run_workload
-from aibench.timer import TimerConfig
+from aibench.core import stats
+from aibench.core.deadline import Deadline
+from aibench.core.errors import first_line
+from aibench.core.jsonutil import json_safe, write_json_atomic
+from aibench.device import devices
+from aibench.measure.records import Outcome, append_jsonl, now_iso
+from aibench.measure.runner import RunOptions
+from aibench.measure.timer import TimerConfig
+from aibench.workloads.run import run_workload
 from aibench.workloads.shapes import ATTENTION_DECODE_SETS, GEMM_SHAPE_SETS
 
 TIMER = TimerConfig(warmup_s=0.1, min_samples=10, min_time_s=0.1, max_time_s=1.5, target_rel_se=0.01)
@@ -270,7 +272,7 @@ def _group_counts(cases: list[Case]) -> dict[str, int]:
 def _environment() -> dict[str, Any]:
     """Software versions (driver, CUDA, torch, triton, ...) and the GPUs as found; never raises."""
     try:
-        from aibench.env import collect_environment
+        from aibench.device.env import collect_environment
 
         env = collect_environment()
         return {"software": env.get("software"), "gpus": env.get("gpus"), "unavailable": env.get("unavailable")}

@@ -20,9 +20,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from aibench import __version__, stats
+from aibench import __version__
 from aibench.bundle import keys
-from aibench.env import environment_sha256 as env_sha  # the runner's hash: verify must agree with it
+from aibench.core import stats
+from aibench.device.env import environment_sha256 as env_sha
 
 _ENV = {"software": {"torch": "2.11.0", "python": "3.11.7"}, "host": {"cpu": "x"}}
 ENV_SHA = env_sha(_ENV)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.models import arrivals
 
 

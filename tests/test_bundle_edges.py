@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import keys, load_private_key, load_public_key, verify
 from aibench.cli.bundle import bundle_group
-from aibench.errors import BundleError
+from aibench.core.errors import BundleError
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()

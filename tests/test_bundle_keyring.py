@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import fingerprint, keys, verify
+from aibench.bundle.load import load_run
 from aibench.cli import cli
-from aibench.runs import load_run
 
 ACME, BETA, OTHER = (Ed25519PrivateKey.generate() for _ in range(3))
 

@@ -14,7 +14,7 @@ from bundle_helpers import members_of, run_files, write_run_dir
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import fingerprint, keygen, load_private_key, load_public_key, pack, verify
-from aibench.errors import BundleError
+from aibench.core.errors import BundleError
 
 
 def test_keygen_writes_private_0600_and_public(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import VerifyReport, documents, verify
 from aibench.bundle.findings import shown
-from aibench.records import record_schema
+from aibench.measure.records import record_schema
 
 KEY = Ed25519PrivateKey.generate()
 

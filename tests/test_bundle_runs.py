@@ -1,4 +1,4 @@
-"""aibench/runs.py: how `report` and `compare` read a run, a directory or a bundle, when it is broken.
+"""aibench/results/runs.py: how `report` and `compare` read a run, a directory or a bundle, when it is broken.
 
 Whatever the input, the answer is a LoadedRun or one AibenchError naming what is wrong (a
 UsageError, exit 2, when the user's own key file is unusable): never a traceback.
@@ -13,8 +13,8 @@ from bundle_helpers import manifest, run_files, signed_bundle, write_run_dir
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import keys
-from aibench.errors import AibenchError, UsageError
-from aibench.runs import load_run
+from aibench.bundle.load import load_run
+from aibench.core.errors import AibenchError, UsageError
 
 KEY = Ed25519PrivateKey.generate()
 _DEEP = b"[" * 100_000 + b"]" * 100_000 + b"\n"  # past the interpreter's recursion limit in json

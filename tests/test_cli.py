@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from aibench import __version__
 from aibench.cli import cli
-from aibench.records import validate
+from aibench.measure.records import validate
 
 FAST = ["--min-time", "0.01", "--max-time", "0.5", "--noise", "0.5", "--no-telemetry"]
 
@@ -142,7 +142,8 @@ def test_subprocess_smoke_suite_end_to_end(tmp_path: Path) -> None:
 
 
 def test_suite_plan_lists_cases_and_runs_nothing(runner: CliRunner, tmp_path: Path) -> None:
-    from aibench.suite import PlanContext, load_suite
+    from aibench.suite.load import load_suite
+    from aibench.suite.model import PlanContext
 
     out = tmp_path / "runs"
     result = runner.invoke(cli, ["suite", "gigafactory", "--plan", "--device", "cpu", "--json", "--out", str(out)])

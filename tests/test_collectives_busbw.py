@@ -19,7 +19,7 @@ from aibench.collectives.worker import (
     pattern,
     plan_iterations,
 )
-from aibench.errors import Unsupported, UsageError
+from aibench.core.errors import Unsupported, UsageError
 from aibench.workloads import collectives as wl
 from aibench.workloads.registry import get
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from aibench.cli import cli
 from aibench.collectives.launch import RankError, RankPool
 from aibench.collectives.worker import OpSpec, Plan
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.workloads import collectives as wl
 from aibench.workloads.registry import get
 

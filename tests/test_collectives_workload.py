@@ -15,15 +15,17 @@ from typing import Any
 import pytest
 import torch
 
-from aibench import runner, stats
 from aibench.collectives import launch
 from aibench.collectives.busbw import busbw
 from aibench.collectives.launch import RankError, RankPool
 from aibench.collectives.worker import OpSpec, Plan
-from aibench.records import validate
-from aibench.runner import RunOptions, run_workload
-from aibench.timer import TimerConfig
+from aibench.core import stats
+from aibench.measure import runner
+from aibench.measure.records import validate
+from aibench.measure.runner import RunOptions
+from aibench.measure.timer import TimerConfig
 from aibench.workloads import collectives as wl
+from aibench.workloads.run import run_workload
 
 CPU = torch.device("cpu")
 TINY = Plan(warmup_s=0.0, min_samples=3, min_time_s=0.005, max_time_s=0.2)

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aibench import stats
+from aibench.bundle.load import load_run
 from aibench.cli import cli
-from aibench.compare import VERDICTS, CompareOptions, compare_runs, judge
-from aibench.errors import UsageError
-from aibench.records import Record
-from aibench.rundir import RunDir
-from aibench.runner import Outcome
-from aibench.runs import load_run
+from aibench.core import stats
+from aibench.core.errors import UsageError
+from aibench.measure.records import Outcome, Record
+from aibench.results.compare import VERDICTS, CompareOptions, compare_runs, judge
+from aibench.results.rundir import RunDir
 
 OPTS = CompareOptions()
 
@@ -131,7 +130,7 @@ def test_a_tampered_bundle_is_not_read(tmp_path: Path) -> None:
     from bundle_helpers import write_run_dir
 
     from aibench.bundle import pack
-    from aibench.errors import AibenchError
+    from aibench.core.errors import AibenchError
 
     bundle = pack(write_run_dir(tmp_path / "run"), tmp_path / "b.tar.gz")
     assert load_run(bundle).records[0]["backend"] == "torch"

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from aibench import stats
+from aibench.bundle.load import load_run
 from aibench.cli import cli
-from aibench.compare import FAILING, CompareOptions, compare_runs, judge
-from aibench.records import Record
-from aibench.rundir import RunDir
-from aibench.runner import Outcome
-from aibench.runs import load_run
+from aibench.core import stats
+from aibench.measure.records import Outcome, Record
+from aibench.results.compare import FAILING, CompareOptions, compare_runs, judge
+from aibench.results.rundir import RunDir
 
 OPTS = CompareOptions()
 DEVICE = {"spec": "cuda:0", "kind": "cuda", "name": "NVIDIA H200"}

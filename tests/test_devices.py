@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aibench import devices
-from aibench.errors import UsageError
-from aibench.specs import match_spec
+from aibench.core.errors import UsageError
+from aibench.device import devices
+from aibench.device.specs import match_spec
 
 
 @pytest.mark.parametrize(("name", "row", "bf16", "bw"), [

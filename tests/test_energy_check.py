@@ -13,7 +13,8 @@ import pytest
 import torch
 from load_helpers import FAKE_PYNVML, SCRIPTS, load_module
 
-from aibench.telemetry import open_telemetry, write_samples_csv
+from aibench.results.samples_csv import write_samples_csv
+from aibench.telemetry import open_telemetry
 
 energy_check = load_module("energy_check", SCRIPTS / "energy_check.py")
 fake = load_module("aibench_test_fake_pynvml_ec", FAKE_PYNVML)

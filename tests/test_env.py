@@ -1,4 +1,4 @@
-"""aibench.env: the fingerprint is JSON-safe, never invents a value, and survives NVML failures."""
+"""aibench.device.env: the fingerprint is JSON-safe, never invents a value, and survives NVML failures."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from aibench import env as env_mod
-from aibench.env import collect_environment, environment_sha256
+from aibench.device import env as env_mod
+from aibench.device.env import collect_environment, environment_sha256
 
 SECTIONS = ("aibench", "python", "software", "cpu", "memory", "os", "host")
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 from load_helpers import SCRIPTS, load_module
 
-from aibench.runner import Outcome, RunOptions
-from aibench.runner import run_workload as real_run_workload
-from aibench.timer import TimerConfig
+from aibench.measure.records import Outcome
+from aibench.measure.runner import RunOptions
+from aibench.measure.timer import TimerConfig
+from aibench.workloads.run import run_workload as real_run_workload
 
 gpu_check = load_module("gpu_check_run", SCRIPTS / "gpu_check.py")
 

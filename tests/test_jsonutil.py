@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aibench.jsonutil import canonical_sha256, json_safe, jsonable_params
-from aibench.workloads.registry import Param
+from aibench.core.jsonutil import canonical_sha256, json_safe, jsonable_params
+from aibench.measure.case import Param
 
 
 def test_json_safe_replaces_non_finite() -> None:
@@ -33,7 +33,7 @@ def test_canonical_hash_ignores_key_order_and_whitespace() -> None:
 
 
 def test_write_json_atomic_replaces_whole_files_and_refuses_nan(tmp_path: Path) -> None:
-    from aibench.jsonutil import write_json_atomic
+    from aibench.core.jsonutil import write_json_atomic
 
     path = tmp_path / "summary.json"
     write_json_atomic(path, {"a": 1})

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from aibench.checks import compare, tolerance_for
+from aibench.core.checks import compare, tolerance_for
 from aibench.kernels import attention as kernels_attention_export
 from aibench.kernels.attention import (
     attended_pairs,

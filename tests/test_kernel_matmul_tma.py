@@ -15,7 +15,7 @@ import pytest
 import torch
 from matmul_helpers import randn, rel_error
 
-from aibench.errors import Unsupported
+from aibench.core.errors import Unsupported
 from aibench.kernels.matmul import matmul_reference
 
 # The package re-exports the function `matmul_tma`, which shadows the module attribute of that name.

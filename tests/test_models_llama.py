@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aibench.errors import Unsupported
+from aibench.core.errors import Unsupported
 from aibench.models import (
     CONFIGS,
     ModelArgs,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
+from aibench.measure.case import Case, Param, Workload
 from aibench.workloads import registry
-from aibench.workloads.registry import Case, Param, Workload
 
 
 @pytest.fixture

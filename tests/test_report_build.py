@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from aibench.errors import UsageError
-from aibench.records import Record
+from aibench.bundle.load import load_run
+from aibench.core.errors import UsageError
+from aibench.measure.records import Outcome, Record
 from aibench.report import build_report
 from aibench.report.model import Report, Row, Value
 from aibench.report.tco import Prices, cost_per_million, cost_per_pflop, hourly_eur, units_per_provisioned_mw
-from aibench.rundir import RunDir
-from aibench.runner import Outcome
-from aibench.runs import LoadedRun, load_run
+from aibench.results.rundir import RunDir
+from aibench.results.runs import LoadedRun
 from aibench.telemetry import calc
 
 H100, H200 = "NVIDIA H100 80GB HBM3", "NVIDIA H200"

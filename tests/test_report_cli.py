@@ -15,7 +15,7 @@ from test_report_build import H100, H200, two_systems
 from aibench.bundle import pack
 from aibench.cli.common import AibenchGroup
 from aibench.cli.report import output_format, report_command
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 
 EXAMPLE_PRICES = Path(__file__).resolve().parent.parent / "examples" / "prices.toml"
 # The lead registers the command on the root group; the test uses the same error translation.

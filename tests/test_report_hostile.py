@@ -63,9 +63,9 @@ def test_chart_labels_are_drawn_inert(evil_bundle: Path) -> None:
     """matplotlib warns about each glyph it lacks, quoting it: ESC reached stderr that way."""
     import warnings
 
+    from aibench.bundle.load import load_run
     from aibench.report import build_report
     from aibench.report.charts import HAS_MATPLOTLIB, headline_charts
-    from aibench.runs import load_run
 
     if not HAS_MATPLOTLIB:
         pytest.skip("matplotlib is not installed")

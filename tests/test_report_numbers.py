@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from test_report_build import H100, PRICES, make_run, rec, row_of, telemetry
 
+from aibench.bundle.load import load_run
 from aibench.report import build_report, render
-from aibench.runs import load_run
 
 DECODE_WORK = {"tokens": 8.0}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_report_build import H100, H200, PRICES, h100_records, make_run, rec, telemetry, two_systems
 
+from aibench.bundle.load import load_run
 from aibench.report import build_report, render
 from aibench.report.csvout import COLUMNS, guard
 from aibench.report.markdown import md
-from aibench.runs import load_run
 
 EVIL = '<script>alert(1)</script> | =cmd\n"quoted" $\\frac{a$'
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.report import tco
 from aibench.report.tco import Prices
 

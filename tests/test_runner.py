@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import torch
 
-from aibench.checks import compare
-from aibench.errors import Unsupported
-from aibench.records import Record, validate
-from aibench.runner import RunOptions, run_workload
-from aibench.timer import TimerConfig
-from aibench.workloads.registry import REGISTRY, Case, Check, Param, workload
+from aibench.core.checks import Check, compare
+from aibench.core.errors import Unsupported
+from aibench.measure.case import Case, Param
+from aibench.measure.records import Record, validate
+from aibench.measure.runner import RunOptions
+from aibench.measure.timer import TimerConfig
+from aibench.workloads.registry import REGISTRY, workload
+from aibench.workloads.run import run_workload
 
 FAST = RunOptions(timer=TimerConfig(warmup_s=0.0, min_samples=5, min_time_s=0.001, max_time_s=1.0,
                                     target_rel_se=0.5))
@@ -170,8 +172,8 @@ def test_a_case_that_swallows_the_first_interrupt_is_still_stopped(monkeypatch: 
             time.sleep(0.01)
 
     try:
-        import aibench.runner as runner_module
-        from aibench.deadline import Deadline
+        import aibench.measure.runner as runner_module
+        from aibench.core.deadline import Deadline
 
         monkeypatch.setattr(runner_module, "Deadline", lambda seconds: Deadline(seconds, repeat_s=0.2))
         options = RunOptions(timer=FAST.timer, case_timeout_s=0.2)
@@ -189,7 +191,7 @@ def test_a_hung_case_times_out_even_where_sigint_is_ignored() -> None:
     interrupt_main does nothing; the deadline stands its own handler in for the case."""
     import signal
 
-    from aibench.deadline import Deadline
+    from aibench.core.deadline import Deadline
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -208,7 +210,7 @@ def test_a_nested_deadline_fires_where_sigint_is_ignored() -> None:
     the handler in, and the inner one's interrupt must still get through it."""
     import signal
 
-    from aibench.deadline import Deadline
+    from aibench.core.deadline import Deadline
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -222,7 +224,7 @@ def test_a_nested_deadline_fires_where_sigint_is_ignored() -> None:
 
 
 def test_deadline_passes_a_real_interrupt_through() -> None:
-    from aibench.deadline import Deadline
+    from aibench.core.deadline import Deadline
 
     with pytest.raises(KeyboardInterrupt), Deadline(10.0) as d:
         raise KeyboardInterrupt
@@ -230,7 +232,7 @@ def test_deadline_passes_a_real_interrupt_through() -> None:
 
 
 def test_first_line_of_an_empty_or_long_message() -> None:
-    from aibench.errors import first_line
+    from aibench.core.errors import first_line
 
     assert first_line(RuntimeError("")) == "RuntimeError"
     assert first_line(RuntimeError("  \n")) == "RuntimeError"
@@ -241,7 +243,7 @@ def test_first_line_of_an_empty_or_long_message() -> None:
 @pytest.fixture
 def hostile() -> Iterator[str]:
     """Backends that fail in the ways a suite must survive: each must become one record."""
-    from aibench.errors import CheckFailed
+    from aibench.core.errors import CheckFailed
 
     wl = workload("test.hostile", "fails in odd places", [])
     x = torch.ones(4)
@@ -323,8 +325,8 @@ def test_aibench_run_keeps_the_backends_measured_before_a_ctrl_c(toy: str, tmp_p
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from aibench import runner
     from aibench.cli import cli
+    from aibench.measure import runner
 
     real = runner.run_case
 
@@ -352,7 +354,7 @@ def test_every_triton_backend_is_marked_interpreted_on_a_cpu(toy: str) -> None:
 def test_the_energy_window_runs_what_the_timer_timed(toy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A case timed as CUDA-graph replays is replayed in its energy window too (launched one by
     one, the window would hold launch gaps at idle power); others run back to back."""
-    import aibench.runner as runner_module
+    import aibench.measure.runner as runner_module
     from aibench.telemetry.core import TelemetryResult
 
     seen: dict[str, Any] = {}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.models import arrivals, serve
 from aibench.models import serving_metrics as sm
 from aibench.models.arrivals import Request
@@ -314,14 +314,14 @@ def test_workload_rejects_requests_longer_than_the_model() -> None:
 
 
 def test_workload_skips_a_model_that_cannot_fit() -> None:
-    from aibench.errors import Unsupported
+    from aibench.core.errors import Unsupported
 
     with pytest.raises(Unsupported, match="GiB"):
         _setup(model="llama-3.1-405b")
 
 
 def test_workload_through_the_runner() -> None:
-    from aibench.runner import run_workload
+    from aibench.workloads.run import run_workload
 
     outcomes = run_workload("llm.serve", {"num_requests": 3, "concurrency_sweep": ""}, torch.device("cpu"),
                             backends=["torch"])

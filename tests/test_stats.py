@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from aibench import stats
+from aibench.core import stats
 
 SAMPLES = [4.0, 1.0, 3.0, 2.0, 10.0]  # sorted: 1 2 3 4 10
 

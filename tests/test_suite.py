@@ -1,4 +1,4 @@
-"""aibench.suite: loading, validation (file, line and key in every error) and plan expansion."""
+"""aibench.suite.model: loading, validation (file, line and key in every error) and plan expansion."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 import torch
 
-from aibench import suite as suite_mod
-from aibench.errors import SuiteError, UsageError
-from aibench.suite import PlanContext, RunRules, list_suites, load_suite
+from aibench.core.errors import SuiteError, UsageError
+from aibench.measure.case import Case, Param
+from aibench.suite import model as suite_mod
+from aibench.suite.check import SuiteFileError
+from aibench.suite.load import list_suites, load_suite
+from aibench.suite.model import PlanContext, RunRules
 from aibench.workloads import registry
-from aibench.workloads.registry import Case, Param
 
 CPU = PlanContext()
 ONE_GPU = PlanContext(gpus=1, fp8=True, is_gpu=True)
@@ -329,7 +331,7 @@ def test_all_problems_are_reported_at_once(tmp_path: Path, toy: registry.Workloa
         id = "b"
         workload = "nope.nope"
     """)
-    with pytest.raises(suite_mod.SuiteFileError) as info:
+    with pytest.raises(SuiteFileError) as info:
         load_suite(path)
     assert [(line, key) for line, key, _ in info.value.problems] == [
         (7, "key 'rules.seed'"), (12, "entry #1 (id 'a') key 'params.m'"), (16, "entry #2 (id 'b') key 'workload'"),
@@ -451,7 +453,7 @@ def test_an_unknown_sweep_axis_is_reported_once(tmp_path: Path, toy: registry.Wo
         workload = "test.toy"
         sweep = { mm = [1, 2, 3], k = [1, "z", "y"] }
     """)
-    with pytest.raises(suite_mod.SuiteFileError) as info:
+    with pytest.raises(SuiteFileError) as info:
         load_suite(path)
     messages = [(key, message) for _, key, message in info.value.problems]
     assert len([m for k, m in messages if k.endswith("'sweep.mm'")]) == 1, messages
@@ -471,7 +473,7 @@ def test_a_param_every_shape_replaces_is_an_error(tmp_path: Path, toy: registry.
         quick = { params = { k = 2 } }
         preview = { shape_set = "two", params = { k = 3 } }
     """)
-    with pytest.raises(suite_mod.SuiteFileError) as info:
+    with pytest.raises(SuiteFileError) as info:
         load_suite(path)
     keys = [key for _, key, _ in info.value.problems]
     assert keys == ["entry #1 (id 'a') key 'params.m'", "entry #1 (id 'a') key 'quick.params.k'",
@@ -497,7 +499,7 @@ def test_a_case_the_workload_cannot_take_is_named_when_the_suite_loads(tmp_path:
         workload = "attention.prefill"
         params = { heads = 6, kv_heads = 4 }
     """)
-    with pytest.raises(suite_mod.SuiteFileError) as info:
+    with pytest.raises(SuiteFileError) as info:
         load_suite(path)
     assert "heads (6) must be a multiple of kv_heads (4)" in str(info.value) and "'gqa'" in str(info.value)
     swept = write(tmp_path, """
@@ -507,7 +509,7 @@ def test_a_case_the_workload_cannot_take_is_named_when_the_suite_loads(tmp_path:
         params = { heads = 4, kv_heads = 4 }
         quick = { params = { heads = 4, kv_heads = 4 }, sweep = { kv_heads = [1, 3] } }
     """)
-    with pytest.raises(suite_mod.SuiteFileError, match=r"key 'quick'.*multiple of kv_heads \(3\)"):
+    with pytest.raises(SuiteFileError, match=r"key 'quick'.*multiple of kv_heads \(3\)"):
         load_suite(swept)
     ok = write(tmp_path, """
         [[entry]]

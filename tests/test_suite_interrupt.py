@@ -15,9 +15,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aibench import suite_run
 from aibench.cli import cli
-from aibench.workloads.registry import REGISTRY, Case, load_builtin, workload
+from aibench.measure.case import Case
+from aibench.suite import run as suite_run
+from aibench.workloads.registry import REGISTRY, load_builtin, workload
 
 HEAD = """
 [suite]
@@ -110,7 +111,7 @@ def test_a_swallowed_ctrl_c_still_stops_aibench_run(tmp_path: Path, toys: None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The same for `aibench run`: seen once during memory.copy's triton backend, which then ran
     on and exited 0."""
-    from aibench import runner
+    from aibench.measure import runner
 
     second = workload("test.two", "two backends", [])
     x = torch.ones(4)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aibench import suite_run
 from aibench.cli import cli
-from aibench.errors import AibenchError, UsageError
-from aibench.rundir import RunDir
-from aibench.session import Session
-from aibench.suite import load_suite
+from aibench.core.errors import AibenchError, UsageError
+from aibench.results.rundir import RunDir
+from aibench.suite import run as suite_run
+from aibench.suite.load import load_suite
+from aibench.suite.session import Session
 
 SUITE = """
 [suite]

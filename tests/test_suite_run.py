@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from aibench.records import validate
-from aibench.rundir import RunDir
+from aibench.measure.records import validate
+from aibench.results.rundir import RunDir
 
 SUITE = """
 [suite]
@@ -100,7 +100,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> Non
 
 
 def test_truncated_record_line_is_dropped_on_resume(tmp_path: Path) -> None:
-    from aibench.records import Record
+    from aibench.measure.records import Record
 
     run = RunDir.create(tmp_path, "x", {"comparable": False})
     cpu = {"spec": "cpu", "kind": "cpu", "name": "cpu", "index": None}
@@ -114,7 +114,7 @@ def test_truncated_record_line_is_dropped_on_resume(tmp_path: Path) -> None:
 
 
 def test_open_existing_rejects_a_non_run(tmp_path: Path) -> None:
-    from aibench.errors import AibenchError
+    from aibench.core.errors import AibenchError
 
     with pytest.raises(AibenchError, match="not a run directory"):
         RunDir.open_existing(tmp_path)
@@ -125,9 +125,9 @@ def test_open_existing_rejects_a_non_run(tmp_path: Path) -> None:
 
 def test_entry_timer_overrides_reach_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry's `timer` table changes the timer of its own cases only, and the manifest says so."""
-    from aibench import suite_run
-    from aibench.session import Session
-    from aibench.suite import load_suite
+    from aibench.suite import run as suite_run
+    from aibench.suite.load import load_suite
+    from aibench.suite.session import Session
 
     path = tmp_path / "graphed.toml"
     path.write_text(SUITE.split("[[entry]]")[0] + """
@@ -168,8 +168,8 @@ def test_ctrl_c_mid_case_counts_every_kept_record(tmp_path: Path, monkeypatch: p
     counts it (it used to count finished cases' records only, so it said 0 here)."""
     from click.testing import CliRunner
 
-    from aibench import suite_run
     from aibench.cli import cli
+    from aibench.suite import run as suite_run
 
     path = tmp_path / "two.toml"
     path.write_text(SUITE.split("[[entry]]")[0] + """

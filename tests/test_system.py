@@ -1,4 +1,4 @@
-"""aibench.system: MLPerf-style system descriptions, filled from the fingerprint, file wins."""
+"""aibench.device.system: MLPerf-style system descriptions, filled from the fingerprint, file wins."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from aibench.errors import UsageError
-from aibench.system import (
+from aibench.core.errors import UsageError
+from aibench.device.system import (
     SystemDescriptionError,
     build_system_description,
     fields_from_environment,
@@ -212,7 +212,7 @@ def test_odd_topologies_are_not_guessed() -> None:
 
 
 def test_real_fingerprint_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aibench.env import collect_environment
+    from aibench.device.env import collect_environment
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
     desc = build_system_description(None, collect_environment())

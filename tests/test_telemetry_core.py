@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aibench.telemetry import Telemetry, open_telemetry, unavailable_summary, write_samples_csv
+from aibench.results.samples_csv import write_samples_csv
+from aibench.telemetry import Telemetry, open_telemetry, unavailable_summary
 from aibench.telemetry import sampler as sampler_mod
 from aibench.telemetry.sampler import Sampler
 
@@ -284,7 +285,7 @@ def test_real_gpu_energy_window() -> None:
 
 
 def test_a_gpu_run_samples_every_visible_gpu_its_own_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aibench.session import telemetry_devices
+    from aibench.suite.session import telemetry_devices
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert telemetry_devices(torch.device("cuda", 2)) == [torch.device("cuda", i) for i in (2, 0, 1, 3)]

@@ -14,7 +14,7 @@ import pytest
 import torch
 from load_helpers import FAKE_PYNVML, load_module
 
-from aibench.records import Record, validate
+from aibench.measure.records import Record, validate
 from aibench.telemetry import nvml as nvml_module
 from aibench.telemetry import open_telemetry
 from aibench.telemetry.nvml import nvml_index_for

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from aibench.timer import TimerConfig, measure, should_stop
+from aibench.measure.timer import TimerConfig, measure, should_stop
 
 CFG = TimerConfig(warmup_s=0.0, min_samples=10, min_time_s=0.5, max_time_s=5.0, target_rel_se=0.01)
 
@@ -78,7 +78,7 @@ def test_cuda_event_timer_flushes_l2() -> None:
 
 @pytest.mark.gpu
 def test_graph_replay_runs_the_captured_calls() -> None:
-    from aibench.timer import graph_replay
+    from aibench.measure.timer import graph_replay
 
     x = torch.zeros(1, device="cuda")
     replay = graph_replay(lambda: x.add_(1), torch.device("cuda"), 3)

@@ -1,4 +1,4 @@
-"""The stopping rule (aibench.timer.should_stop) exactly at its edges, and the TimerConfig values
+"""The stopping rule (aibench.measure.timer.should_stop) exactly at its edges, and the TimerConfig values
 it cannot work with. Samples are binary fractions, so that sums land exactly on the limits."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from aibench import timer
-from aibench.timer import TimerConfig, should_stop
+from aibench.measure import timer
+from aibench.measure.timer import TimerConfig, should_stop
 
 CFG = TimerConfig(warmup_s=0.0, min_samples=4, min_time_s=0.5, max_time_s=8.0, target_rel_se=0.01,
                   max_samples=64)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from aibench import timer
-from aibench.timer import FLUSH_MIN_BYTES, TimerConfig, measure
+from aibench.measure import timer
+from aibench.measure.timer import FLUSH_MIN_BYTES, TimerConfig, measure
 from aibench.workloads import coldcache
 from aibench.workloads.coldcache import rotation
 

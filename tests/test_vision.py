@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.models import vision
 from aibench.workloads import vision as vision_wl
 

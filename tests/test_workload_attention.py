@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import aibench.workloads.attention as wl_attention
-from aibench import devices
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
+from aibench.device import devices
 from aibench.kernels.attention import attention_bytes, attention_flops
 from aibench.workloads.registry import get
 

@@ -8,8 +8,8 @@ import importlib
 import pytest
 import torch
 
-from aibench import checks
-from aibench.errors import Unsupported, UsageError
+from aibench.core import checks
+from aibench.core.errors import Unsupported, UsageError
 from aibench.workloads import gemm as gemm_module
 from aibench.workloads.gemm import gemm
 from aibench.workloads.shapes import (

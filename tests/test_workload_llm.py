@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from aibench.errors import Unsupported, UsageError
+from aibench.core.errors import Unsupported, UsageError
 from aibench.models import ModelArgs, param_count
 from aibench.models.memory import matmul_params
 from aibench.workloads import llm, registry

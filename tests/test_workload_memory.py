@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aibench import devices, runner
-from aibench.errors import UsageError
-from aibench.specs import match_spec
+from aibench.core.errors import UsageError
+from aibench.device import devices
+from aibench.device.specs import match_spec
+from aibench.measure import runner
 from aibench.workloads import memory
 from aibench.workloads.memory import copy_wl, triad_wl
 

@@ -19,8 +19,8 @@ import jsonschema
 from aibench.bundle import safejson
 from aibench.bundle.findings import Finding, error, shown
 from aibench.bundle.layout import MANIFEST, RECORDS
-from aibench.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
-from aibench.records import record_schema
+from aibench.measure.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
+from aibench.measure.records import record_schema
 
 MANIFEST_SCHEMA_VERSION = 1
 _MAX_SCHEMA_ERRORS = 5  # per document: one broken record must not bury the report in findings

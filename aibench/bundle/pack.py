@@ -34,7 +34,7 @@ from aibench.bundle.layout import (
     bundle_document,
     path_problem,
 )
-from aibench.errors import BundleError
+from aibench.core.errors import BundleError
 
 
 def _run_files(run_dir: Path) -> list[tuple[str, Path]]:

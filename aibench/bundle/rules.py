@@ -14,7 +14,7 @@ from typing import Any
 
 from aibench.bundle.findings import Finding, error, shown, warning
 from aibench.bundle.layout import MANIFEST, RECORDS, RUN_PREFIX
-from aibench.jsonutil import canonical_sha256
+from aibench.core.jsonutil import canonical_sha256
 
 
 def _rid(rec: dict[str, Any]) -> str:

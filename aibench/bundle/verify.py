@@ -30,7 +30,7 @@ from aibench.bundle.layout import (
 )
 from aibench.bundle.reader import Contents, MemberDigest, read_bundle
 from aibench.bundle.rules import run_findings
-from aibench.errors import BundleError
+from aibench.core.errors import BundleError
 
 _KEEP = frozenset({BUNDLE_JSON, SIGNATURE, PUBLIC_KEY, MANIFEST, RECORDS})
 _SIGNATURE_BYTES = 64  # Ed25519

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aibench.cli.common import AibenchGroup, console, print_json
-from aibench.errors import BundleError
+from aibench.core.errors import BundleError
 
 if TYPE_CHECKING:
     from aibench.bundle.findings import Finding

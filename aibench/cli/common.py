@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from aibench.errors import AibenchError, UsageError
-from aibench.jsonutil import json_safe
+from aibench.core.errors import AibenchError, UsageError
+from aibench.core.jsonutil import json_safe
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aibench.cli.common import console, err_console, print_json
-from aibench.text import printable
+from aibench.core.text import printable
 
 _STYLE = {"slower": "red", "broken": "red", "lost": "red", "faster": "green", "noise": "yellow", "missing": "yellow",
           "new": "cyan", "not_comparable": "dim", "same": ""}
@@ -45,8 +45,8 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
       aibench compare results/main-run results/pr-run
       aibench compare base.tar.gz new.tar.gz --pubkey vendor.key.pub --json
     """
-    from aibench.compare import CompareOptions, compare_runs
-    from aibench.runs import load_run
+    from aibench.bundle.load import load_run
+    from aibench.results.compare import CompareOptions, compare_runs
 
     options = CompareOptions(threshold=threshold, alpha=alpha, allow_different_devices=allow_different_devices)
     result = compare_runs(load_run(base, pubkeys), load_run(new, pubkeys), options)

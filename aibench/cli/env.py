@@ -27,7 +27,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
 @click.option("--json", "json_", is_flag=True, help="Print the fingerprint as JSON.")
 def env_command(json_: bool) -> None:
     """Show the environment fingerprint (versions, GPUs, host)."""
-    from aibench.env import collect_environment
+    from aibench.device.env import collect_environment
 
     env = collect_environment()
     if json_:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from aibench.cli.common import err_console
-from aibench.errors import AibenchError, UsageError
+from aibench.core.errors import AibenchError, UsageError
 
 _EXTENSIONS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
 
@@ -50,9 +50,9 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
       aibench report results/<run-a> results/<run-b> --tco examples/prices.toml -o report.html
       aibench report results/<run-id> --backend all --format csv > results.csv
     """
+    from aibench.bundle.load import load_run
+    from aibench.core.text import printable
     from aibench.report import build_report, load_prices, render
-    from aibench.runs import load_run
-    from aibench.text import printable
 
     fmt = output_format(fmt, out)
     prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read

@@ -48,8 +48,8 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
       aibench run memory.copy --device cpu --json
       aibench run gemm -p m=8192 -p n=8192 -p k=8192 -p dtype=bfloat16
     """
-    from aibench.devices import resolve
-    from aibench.session import Session, timer_config
+    from aibench.device.devices import resolve
+    from aibench.suite.session import Session, timer_config
     from aibench.workloads.registry import get
 
     overrides = parse_params(params)
@@ -103,7 +103,7 @@ def _check_timer_options(min_time: float | None, max_time: float | None, target_
 @click.option("--json", "json_", is_flag=True, help="Print as JSON.")
 def list_command(json_: bool) -> None:
     """List workloads (parameters, backends) and suites."""
-    from aibench.catalog import catalog
+    from aibench.suite.catalog import catalog
 
     data = catalog()
     if json_:

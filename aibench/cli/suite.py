@@ -19,7 +19,7 @@ from rich.progress import (
 from aibench.cli.common import CliUsageError, console, device_option, err_console
 
 if TYPE_CHECKING:
-    from aibench.suite import Suite
+    from aibench.suite.model import Suite
 
 
 @click.command("suite")
@@ -47,10 +47,10 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
       aibench suite gigafactory --resume results/20261127-101500-gigafactory-3fa2c1
       aibench suite gigafactory --quick --plan
     """
-    from aibench import suite_run
-    from aibench.session import Session
-    from aibench.suite import load_suite
-    from aibench.system import build_system_description
+    from aibench.device.system import build_system_description
+    from aibench.suite import run as suite_run
+    from aibench.suite.load import load_suite
+    from aibench.suite.session import Session
 
     if json_ and not plan_only:  # a run prints a table; silently running a whole suite is no answer to --json
         raise CliUsageError("--json goes with --plan (a run's records are in its run directory, records.jsonl)")
@@ -117,10 +117,10 @@ def _print_plan(suite: Suite, device_spec: str, quick: bool, json_: bool) -> Non
     """The planned cases for this machine: what runs, with which backends and timing, what is skipped."""
     import json
 
-    from aibench import devices
     from aibench.cli.format import plan_table
-    from aibench.jsonutil import jsonable_params
-    from aibench.suite import PlanContext
+    from aibench.core.jsonutil import jsonable_params
+    from aibench.device import devices
+    from aibench.suite.model import PlanContext
 
     device = devices.resolve(device_spec)
     mode = "preview" if device.type == "cpu" else ("quick" if quick else "full")

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 import torch.multiprocessing as mp
 
 from aibench.collectives.worker import OpSpec, Plan, worker_main
-from aibench.errors import WorkloadError
+from aibench.core.errors import WorkloadError
 
 # Test hook: "corrupt" (the last rank alters one output element after the check's collective),
 # "raise" (the last rank raises at measure), "exit" (it exits without a word), "hang" (it sleeps

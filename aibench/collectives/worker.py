@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from aibench.errors import first_line
+from aibench.core.errors import first_line
 
 # A rank blocked in a collective gives up after this (the parent kills it well before).
 GROUP_TIMEOUT = timedelta(minutes=10)
@@ -55,7 +55,7 @@ class OpSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    """The run rules a measurement follows (the fields of aibench.timer.TimerConfig it uses)."""
+    """The run rules a measurement follows (the fields of aibench.measure.timer.TimerConfig it uses)."""
 
     warmup_s: float
     min_samples: int
@@ -68,7 +68,7 @@ def plan_iterations(per_iter_s: float, plan: Plan) -> tuple[int, int]:
     """(warm-up iterations, timed iterations) for one iteration of `per_iter_s` seconds.
 
     Timed: enough for min_time_s, no more than max_time_s allows, but never fewer than
-    min_samples (a hard floor of the run rules, as in aibench.timer) nor more than max_samples.
+    min_samples (a hard floor of the run rules, as in aibench.measure.timer) nor more than max_samples.
     """
     t = max(per_iter_s, 1e-7)
     warmup = min(math.ceil(plan.warmup_s / t), 100_000)

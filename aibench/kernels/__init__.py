@@ -1,7 +1,7 @@
 """Triton kernels, one module per kernel family, each in the order of Triton's tutorials.
 
 Importing this package never fails: without a usable triton, HAS_TRITON is False and the
-kernels raise aibench.errors.Unsupported when called (their FLOP/byte formulas still work).
+kernels raise aibench.core.errors.Unsupported when called (their FLOP/byte formulas still work).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ chunk of the keys; the Hq / Hkv query heads that share the kv head are packed in
 one tile, so K and V are read from memory once per kv head, not once per query head. Each
 program writes a partial (acc, m, l) in fp32; a second small kernel merges the chunks:
     out = sum_s 2^(m_s - m) acc_s / sum_s 2^(m_s - m) l_s,   m = max_s m_s.
-Called by kernels/attention.py, which validates the inputs; same masking rules (bottom-right
+Called by attention.py, which validates the inputs; same masking rules (bottom-right
 causal; a row without any visible key gives 0).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from aibench.kernels.attention import HAS_TRITON, _attn_fwd_inner, _jit, is_interpreter
+from aibench.kernels.attention_inner import HAS_TRITON, _attn_fwd_inner, _jit, is_interpreter
 
 if HAS_TRITON:
     import triton

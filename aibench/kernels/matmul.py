@@ -43,7 +43,8 @@ from typing import Any
 
 import torch
 
-from aibench.errors import Unsupported
+from aibench.core.errors import Unsupported
+from aibench.device.fp8 import native_fp8_dtype
 from aibench.kernels.splitk import splitk_reduce, splitk_workspace
 
 try:
@@ -344,18 +345,6 @@ if HAS_TRITON:
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def native_fp8_dtype(device: torch.device) -> torch.dtype | None:
-    """The fp8 e4m3 encoding `device`'s matrix units multiply, or None without fp8 MMA."""
-    if device.type != "cuda":
-        return None
-    if getattr(torch.version, "hip", None):
-        arch = getattr(torch.cuda.get_device_properties(device), "gcnArchName", "") or ""
-        if arch.startswith("gfx94"):  # CDNA3, MI300: its own variant, not the OCP one
-            return torch.float8_e4m3fnuz
-        return torch.float8_e4m3fn if arch.startswith("gfx95") else None  # CDNA4, MI350: OCP
-    return torch.float8_e4m3fn if torch.cuda.get_device_capability(device) >= (8, 9) else None
 
 
 def fp8_unsupported_reason(device: torch.device, dtype: torch.dtype = torch.float8_e4m3fn) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from aibench.errors import Unsupported, first_line
+from aibench.core.errors import Unsupported, first_line
 from aibench.kernels.matmul import _check_inputs, _interpreting, _m_bucket, _max_shared_memory, _num_sms
 
 try:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aibench.errors import Unsupported
+from aibench.core.errors import Unsupported
 from aibench.models.config import ModelArgs, RopeScaling
+from aibench.models.hf_layout import hf_to_native
 
 
 def _kernel(name: str) -> Any:
@@ -364,8 +365,6 @@ class Transformer(nn.Module):
     def _load_hook(self, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
         # Hugging Face layout (model.layers.N.self_attn.q_proj ...) -> ours (fused wqkv ...).
         if any(key.startswith(prefix + "model.") for key in state_dict):
-            from aibench.models.loader import hf_to_native
-
             hf = {k[len(prefix) :]: state_dict.pop(k) for k in list(state_dict) if k.startswith(prefix)}
             native = hf_to_native(hf, self.args, consume=True)
             state_dict.update({prefix + k: v for k, v in native.items()})

@@ -1,5 +1,5 @@
 """Size arithmetic of a ModelArgs: parameter counts, weight and KV-cache bytes, and the refusal
-of a model that cannot fit the device (aibench.errors.Unsupported, never an out-of-memory crash).
+of a model that cannot fit the device (aibench.core.errors.Unsupported, never an out-of-memory crash).
 
 All functions are pure except `free_bytes` (asks the device) and `ensure_fits` (uses it).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from aibench.errors import Unsupported
+from aibench.core.errors import Unsupported
 from aibench.models.config import ModelArgs
 
 GIB = 2**30

@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
-from aibench.errors import UsageError, WorkloadError
+from aibench.core.checks import Check
+from aibench.core.errors import UsageError, WorkloadError
 from aibench.models import serving_metrics as sm
 from aibench.models.arrivals import Request
-from aibench.workloads.registry import Check
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

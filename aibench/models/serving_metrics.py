@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from aibench import stats
+from aibench.core import stats
 
 # The statistics reported for each latency metric: vLLM prints mean, median, p99 and (with
 # --metric-percentiles) others; methods.md asks for mean, median, p90, p99.

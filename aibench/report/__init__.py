@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 from aibench.report.build import build_report
 from aibench.report.model import Report
 from aibench.report.tco import Prices, load_prices

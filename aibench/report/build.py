@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
+from aibench.core.text import printable
 from aibench.report import tco
 from aibench.report.model import (
     Cell,
@@ -29,8 +30,7 @@ from aibench.report.model import (
     family_of,
     missing,
 )
-from aibench.runs import LoadedRun
-from aibench.text import printable
+from aibench.results.runs import LoadedRun
 
 BACKEND_CHOICES = ("baseline", "all")
 NO_POWER = "no measured power"

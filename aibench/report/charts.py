@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aibench.core.text import printable
 from aibench.report.model import Report, Row
-from aibench.text import printable
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import io
 
+from aibench.core.text import printable
 from aibench.report.model import Report, Value
-from aibench.text import printable
 
 COLUMNS = (
     "system", "device", "entry", "workload", "backend", "params", "status", "reason", "median_s", "rel_noise",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from aibench import __version__
-from aibench.errors import AibenchError
+from aibench.core.errors import AibenchError
+from aibench.core.text import printable
 from aibench.report.markdown import BACKEND_NOTE
 from aibench.report.model import (
     Cell,
@@ -23,7 +24,6 @@ from aibench.report.model import (
     prices_texts,
     ratio_text,
 )
-from aibench.text import printable
 
 
 def _environment() -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 
 from aibench import __version__
+from aibench.core.text import printable
 from aibench.report.model import (
     Report,
     cost_texts,
@@ -19,7 +20,6 @@ from aibench.report.model import (
     prices_texts,
     ratio_text,
 )
-from aibench.text import printable
 
 # `$` too: GitHub renders $...$ as math.
 _SPECIAL = str.maketrans({"|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "$": "\\$", "\\": "\\\\"})

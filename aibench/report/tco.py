@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,6 @@ from aibench.telemetry.core import (
     open_telemetry,
     unavailable_summary,
 )
-from aibench.telemetry.csvio import write_samples_csv
 from aibench.telemetry.reader import TelemetryUnavailable
 
 __all__ = [
@@ -27,5 +26,4 @@ __all__ = [
     "decode_reasons",
     "open_telemetry",
     "unavailable_summary",
-    "write_samples_csv",
 ]

@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aibench import stats
+from aibench.core import stats
 
 # Clock-event ("throttle") reason bits of nvmlDeviceGetCurrentClocksEventReasons, as listed in
 # shared/reference/hardware.md (NVML section); the older nvmlClocksThrottleReason* names alias them.

@@ -3,7 +3,7 @@
     tele = open_telemetry([device])              # never raises; tele.available says if it measures
     result = tele.measure_energy(case.fn, lambda: synchronize(device), work=case.work)
     record["telemetry"] = result.summary         # JSON-safe; energy_j None (never 0) when unknown
-    write_samples_csv(run_dir / "telemetry.csv", result.samples)
+    write_samples_csv(run_dir / "telemetry.csv", result.samples)  # aibench.results.samples_csv
 
 An energy window calls fn repeatedly for at least `min_duration_s` (default 2 s) between two
 device syncs: the NVML counter updates every 20-100 ms and the power sensor sees only part of
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from aibench.jsonutil import json_safe
+from aibench.core.jsonutil import json_safe
 from aibench.telemetry import calc
 from aibench.telemetry.reader import Reader, Row, TelemetryUnavailable
 from aibench.telemetry.sampler import OVERHEAD_BUDGET, Sampler

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aibench.errors import AibenchError
+from aibench.core.errors import AibenchError
 
 Row = dict[str, Any]  # one sample: "t" and the readings, None where a read failed
 

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from aibench import devices
-from aibench.checks import compare, tolerance_for
-from aibench.errors import Unsupported, UsageError, first_line
+from aibench.core.checks import Check, compare, tolerance_for
+from aibench.core.errors import Unsupported, UsageError, first_line
+from aibench.device import devices
 from aibench.kernels.attention import attention as triton_attention
 from aibench.kernels.attention import attention_bytes, attention_flops, attention_reference
+from aibench.measure.case import Case, Param
 from aibench.workloads.coldcache import rotation
-from aibench.workloads.registry import Case, Check, Param, workload
+from aibench.workloads.registry import workload
 
 _DTYPES = ("bfloat16", "float16", "float32")
 _HEAD_DIMS = (16, 32, 64, 128, 256)

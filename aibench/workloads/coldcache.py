@@ -25,8 +25,8 @@ from typing import Generic, TypeVar
 
 import torch
 
-from aibench import devices
-from aibench.timer import TimerConfig
+from aibench.device import devices
+from aibench.measure.timer import TimerConfig
 
 T = TypeVar("T")
 

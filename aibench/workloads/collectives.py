@@ -22,12 +22,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from aibench import stats
 from aibench.collectives.busbw import algbw, bus_factor, busbw, shortfall_note
 from aibench.collectives.launch import RankPool, plan_from_timer
 from aibench.collectives.worker import OpSpec, burst_iterations
-from aibench.errors import Unsupported, UsageError
-from aibench.workloads.registry import Case, Check, CustomMeasurement, Param, workload
+from aibench.core import stats
+from aibench.core.checks import Check
+from aibench.core.errors import Unsupported, UsageError
+from aibench.measure.case import Case, CustomMeasurement, Param
+from aibench.workloads.registry import workload
 
 OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
 _DTYPES = ("bfloat16", "float16", "float32")

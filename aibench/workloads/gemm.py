@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.checks import compare, tolerance_for
-from aibench.errors import Unsupported, UsageError
+from aibench.core.checks import Check, compare, tolerance_for
+from aibench.core.errors import Unsupported, UsageError
+from aibench.device import devices
 from aibench.kernels.matmul import (
     FP8_DTYPES,
     fp8_unsupported_reason,
@@ -29,8 +29,9 @@ from aibench.kernels.matmul import (
     tuned_config,
 )
 from aibench.kernels.matmul_tma import matmul_tma, tma_unsupported_reason
+from aibench.measure.case import Case, Param
 from aibench.workloads.coldcache import rotating, rotation
-from aibench.workloads.registry import Case, Check, Param, workload
+from aibench.workloads.registry import workload
 
 DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,

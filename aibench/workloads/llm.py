@@ -23,15 +23,16 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.checks import compare, tolerance_for
-from aibench.errors import Unsupported, UsageError
+from aibench.core.checks import Check, compare, tolerance_for
+from aibench.core.errors import Unsupported, UsageError
+from aibench.device import devices
+from aibench.measure.case import Case, Param
 from aibench.models.config import CONFIGS, ModelArgs
 from aibench.models.llama import Transformer
 from aibench.models.loader import from_pretrained, random_model, read_config
 from aibench.models.memory import activation_bytes, ensure_fits, kv_cache_bytes, matmul_params, param_count
 from aibench.models.reference import record_routing, reference_logits, replay_routing
-from aibench.workloads.registry import Case, Check, Param, workload
+from aibench.workloads.registry import workload
 
 DTYPES = ("bfloat16", "float16", "float32")
 PREFILL_CHUNK_TOKENS = 4096  # tokens per forward when filling a cache: bounds the logits buffer

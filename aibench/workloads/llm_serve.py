@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.checks import tolerance_for
-from aibench.errors import Unsupported, UsageError
+from aibench.core.checks import tolerance_for
+from aibench.core.errors import Unsupported, UsageError
+from aibench.device import devices
+from aibench.measure.case import Case, CustomMeasurement, Param
 from aibench.models import serve
 from aibench.models import serving_metrics as sm
 from aibench.models.arrivals import Request, make_requests, max_total_len
-from aibench.workloads.registry import Case, CustomMeasurement, Param, workload
+from aibench.workloads.registry import workload
 
 _DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Without an explicit max_batch the cache gets one slot per concurrent request, at most 256

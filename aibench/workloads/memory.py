@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.checks import compare
-from aibench.errors import UsageError
-from aibench.workloads.registry import Case, Check, Param, workload
+from aibench.core.checks import Check, compare
+from aibench.core.errors import UsageError
+from aibench.device import devices
+from aibench.measure.case import Case, Param
+from aibench.workloads.registry import workload
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -79,7 +80,7 @@ def _copy_triton(p: dict[str, Any], device: torch.device) -> Case:
 
 
 def _triad_case(p: dict[str, Any], device: torch.device, triad_fn: Any) -> Case:
-    from aibench.checks import tolerance_for
+    from aibench.core.checks import tolerance_for
 
     b, c = _buffer(p, device, seed=1), _buffer(p, device, seed=2)
     a = torch.full_like(b, float("nan"))  # poisoned: every element must be written

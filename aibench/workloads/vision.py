@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.checks import compare, tolerance_for
-from aibench.errors import UsageError
+from aibench.core.checks import Check, compare, tolerance_for
+from aibench.core.errors import UsageError
+from aibench.device import devices
+from aibench.measure.case import Case, Param
 from aibench.models import vision
-from aibench.workloads.registry import Case, Check, Param, workload
+from aibench.workloads.registry import workload
 
 _DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 NUM_CLASSES = 1000

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from aibench import devices, stats
+from aibench.core import stats
+from aibench.device import devices
 
 FLUSH_MIN_BYTES = 256 * 1024 * 1024  # triton.testing.do_bench's 256 MiB (methods.md)
 

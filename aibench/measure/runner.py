@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from aibench import devices, stats
-from aibench.deadline import Deadline
-from aibench.errors import CheckFailed, Unsupported, first_line
-from aibench.records import Record, now_iso, record_key
-from aibench.timer import TimerConfig, Timing, graph_replay, measure
-from aibench.workloads.registry import Backend, Case, CustomMeasurement, Workload, get
+from aibench.core import stats
+from aibench.core.deadline import Deadline, case_ended, case_started
+from aibench.core.errors import CheckFailed, Unsupported, first_line
+from aibench.device import devices
+from aibench.measure.case import Backend, Case, CustomMeasurement, Workload
+from aibench.measure.records import Outcome, Record, now_iso, record_key
+from aibench.measure.timer import TimerConfig, Timing, graph_replay, measure
 
 
 @dataclass(frozen=True)
@@ -37,28 +38,12 @@ class RunOptions:
     environment: str = ""  # sha256 of the environment fingerprint these records refer to
 
 
-@dataclass
-class Outcome:
-    record: Record
-    telemetry_samples: list[dict[str, Any]] = field(default_factory=list)
-
-
-# The deadline of the case running now, so that a SIGINT handler (a suite's) can tell the
-# deadline's interrupt (`_thread.interrupt_main` runs the same handler) from the user's Ctrl-C.
-_running: list[Deadline] = []
-
-
-def interrupt_is_a_timeout() -> bool:
-    """Whether a KeyboardInterrupt arriving now is the running case's deadline, not a Ctrl-C."""
-    return bool(_running) and _running[-1].fired
-
-
 def is_preview(device: torch.device, options: RunOptions) -> bool:
     return device.type == "cpu" if options.preview is None else options.preview
 
 
-def run_workload(
-    name: str,
+def run_backends(
+    wl: Workload,
     overrides: dict[str, Any] | None = None,
     device: torch.device | None = None,
     backends: Iterable[str] | None = None,
@@ -71,7 +56,6 @@ def run_workload(
     `on_outcome` sees each outcome as it is made (a run directory writes it at once)."""
     options = options or RunOptions()
     device = device or devices.resolve("auto")
-    wl = get(name)
     params = wl.resolve_params(overrides, preview=is_preview(device, options))
     # A backend named twice is measured once: two records with one id would make a run ambiguous.
     chosen = [wl.get_backend(b) for b in dict.fromkeys(backends)] if backends else wl.ordered_backends()
@@ -129,7 +113,7 @@ def run_case(
         return Outcome(done(status="skipped", reason=why or "backend not available"))
     case: Case | None = None
     deadline = Deadline(options.case_timeout_s)
-    _running.append(deadline)
+    case_started(deadline)
     try:
         with deadline:
             case = backend.setup(params, device)
@@ -150,7 +134,7 @@ def run_case(
         return Outcome(done(status="failed", reason=f"{type(exc).__name__}: {first_line(exc)}",
                             details={"traceback": tb[-4000:]}))
     finally:
-        _running.remove(deadline)
+        case_ended(deadline)
         del case
         gc.collect()
         if device.type == "cuda":

@@ -7,9 +7,32 @@ in the output never passes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
-from aibench.workloads.registry import Check
+
+@dataclass(frozen=True)
+class Check:
+    """Outcome of comparing a workload's output with its reference."""
+
+    passed: bool
+    max_abs_error: float | None = None
+    rel_error: float | None = None  # ||out - ref|| / ||ref||
+    tolerance: float | None = None  # bound on rel_error
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": True,
+            "passed": self.passed,
+            "max_abs_error": self.max_abs_error,
+            "rel_error": self.rel_error,
+            "tolerance": self.tolerance,
+            "detail": self.detail,
+        }
+
 
 # Bounds on the normwise relative error, per dtype of the computation. Why these numbers:
 # fp32 arithmetic lands far under 1e-4 for sums of thousands of terms; TF32 (10-bit mantissa)

@@ -4,7 +4,7 @@ tomllib keeps no positions, so `Lines` finds a key's line by scanning the text: 
 `[[entry]]` header bounds an entry, and within it a key is a `[entry.a.b]` header, a `key =`
 line, a dotted `a.b =` line or a key inside an inline table. The workload registry type-checks
 parameters (`Workload.resolve_params`) and names the shape sets; every problem is collected and
-reported at once (aibench.suite.SuiteFileError).
+reported at once (SuiteFileError).
 """
 
 from __future__ import annotations
@@ -15,15 +15,26 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from aibench import suite as suite_mod
-from aibench.errors import UsageError
-from aibench.suite import Entry, ModeOverride, Requires, RunRules, Suite, SuiteFileError
+from aibench.core.errors import SuiteError, UsageError
+from aibench.suite import model as suite_mod
+from aibench.suite.model import Entry, ModeOverride, Requires, RunRules, Suite
 from aibench.workloads import registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+class SuiteFileError(SuiteError):
+    """Every problem found in one suite file, each as (line, key, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str, str]]) -> None:
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: p[0])
+        lines = [f"{source}:{line}: {key}: {message}" for line, key, message in self.problems]
+        head = f"{source}: {len(lines)} problem(s) in the suite file" if len(lines) > 1 else None
+        super().__init__("\n".join([head, *lines] if head else lines))
+
 
 KeyPath = tuple[Any, ...]  # ("rules", "min_samples") or ("entry", 2, "params", "m"); 2 is 0-based
 

@@ -9,13 +9,17 @@ from typing import Any
 
 import torch
 
-from aibench import devices
-from aibench.devices import DeviceInfo
-from aibench.interrupts import CtrlC
-from aibench.rundir import RunDir
-from aibench.runner import RunOptions, run_workload
-from aibench.suite import RunRules
-from aibench.timer import TimerConfig
+from aibench.core.interrupts import CtrlC
+from aibench.device import devices
+from aibench.device.devices import DeviceInfo
+from aibench.device.env import collect_environment, environment_sha256
+from aibench.measure.runner import RunOptions
+from aibench.measure.timer import TimerConfig
+from aibench.results.rundir import RunDir
+from aibench.suite.model import RunRules
+from aibench.telemetry import open_telemetry
+from aibench.workloads.registry import get
+from aibench.workloads.run import run_workload
 
 # CPU preview: same workloads, tiny durations (the numbers are not comparable anyway).
 PREVIEW_RULES = RunRules(min_time_s=0.05, min_samples=5, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
@@ -60,14 +64,10 @@ class Session:
 
     @classmethod
     def open(cls, device_spec: str, *, telemetry: bool = True) -> Session:
-        from aibench.env import collect_environment, environment_sha256
-
         device = devices.resolve(device_spec)
         env = collect_environment()
         tel = None
         if telemetry:
-            from aibench.telemetry import open_telemetry
-
             tel = open_telemetry(telemetry_devices(device))
         preview = device.type == "cpu"
         return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
@@ -108,8 +108,6 @@ class Session:
     def run_one(self, workload: str, overrides: dict[str, Any], backends: list[str] | None,
                 timer: TimerConfig, out: Path | None) -> list[dict[str, Any]]:
         """`aibench run`: one workload, every backend; optionally written as a run directory."""
-        from aibench.workloads.registry import get
-
         get(workload)  # unknown names fail before anything is created
         if out is not None:
             # The manifest states the rules the records were measured under: the session's, with

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aibench import devices
+from aibench.device import devices
+from aibench.suite.load import list_suites
 from aibench.workloads.registry import LOAD_ERRORS, load_builtin
 
 
@@ -19,12 +20,6 @@ def catalog() -> dict[str, Any]:
             ok, why = registry[name].backends[backend["name"]].available(device)
             backend["available"], backend["reason"] = ok, why
         workloads.append(data)
-    try:
-        from aibench.suite import list_suites
-
-        suites = [{"name": n, "version": v, "description": d} for n, v, d in list_suites()]
-    except ImportError as exc:
-        suites = []
-        LOAD_ERRORS.setdefault("aibench.suite", str(exc))
+    suites = [{"name": n, "version": v, "description": d} for n, v, d in list_suites()]
     return {"device": devices.describe(device).as_dict(), "workloads": workloads, "suites": suites,
             "load_errors": dict(LOAD_ERRORS)}

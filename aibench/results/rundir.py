@@ -23,10 +23,11 @@ from typing import Any
 import jsonschema
 
 from aibench import __version__
-from aibench.errors import AibenchError
-from aibench.jsonutil import write_json_atomic
-from aibench.records import append_jsonl, now_iso, read_jsonl, validate
-from aibench.runner import Outcome
+from aibench.core.errors import AibenchError
+from aibench.core.jsonutil import write_json_atomic
+from aibench.measure.records import append_jsonl, now_iso, read_jsonl, validate
+from aibench.measure.records import Outcome
+from aibench.results.samples_csv import write_samples_csv
 
 RUN_KIND = "aibench.run"
 RUN_SCHEMA_VERSION = 1
@@ -133,8 +134,6 @@ class RunDir:
         """Write one record (and its raw telemetry) durably; returns the record as written."""
         data = outcome.record.to_dict()
         if outcome.telemetry_samples:
-            from aibench.telemetry import write_samples_csv
-
             index = sum(1 for _ in (self.path / "telemetry").glob("*.csv"))
             slug = re.sub(r"[^A-Za-z0-9._=-]+", "_", data["id"])[:120]
             rel = f"telemetry/{index:04d}-{slug}.csv"

@@ -1,7 +1,7 @@
-"""Reading finished runs back: a run directory, or a bundle (verified first, read in memory).
+"""Reading a finished run directory back as a LoadedRun, the one shape `compare` and `report` read.
 
-`compare` and `report` read runs through here, never by hand: a bundle comes from outside, so it
-is only read after `verify` found no error in it, and nothing of it is ever extracted to disk.
+A bundle loads into the same LoadedRun through aibench.bundle.load (verified first, read in
+memory): a bundle comes from outside, so it is only read after `verify` found no error in it.
 """
 
 from __future__ import annotations
@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
-from aibench.errors import AibenchError, BundleError, UsageError
-from aibench.records import read_jsonl, validate
-from aibench.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSION
-
-if TYPE_CHECKING:  # the bundle code (cryptography) loads only when a bundle is read
-    from aibench.bundle.verify import Keys
+from aibench.core.errors import AibenchError
+from aibench.measure.records import read_jsonl, validate
+from aibench.results.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -66,18 +63,9 @@ def _manifest_type_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def load_run(path: str | Path, pubkey: Keys = None) -> LoadedRun:
-    """A run directory or a `.tar.gz` bundle. Raises AibenchError naming what is wrong.
-    `pubkey`: the trusted key or keys (a bundle must be signed by one of them)."""
-    p = Path(path)
-    if p.is_dir():
-        return _load_dir(p, bool(pubkey))
-    if p.is_file():
-        return _load_bundle(p, pubkey)
-    raise UsageError(f"{path}: no such run directory or bundle")
-
-
-def _load_dir(path: Path, key_given: bool = False) -> LoadedRun:
+def load_dir(path: Path, key_given: bool = False) -> LoadedRun:
+    """A run directory, its manifest and records checked. `key_given`: the user passed a public key
+    (a directory has no signature to check it against: a warning says so)."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise AibenchError(f"{path} is not a run directory (no {MANIFEST})")
@@ -105,30 +93,3 @@ def _load_dir(path: Path, key_given: bool = False) -> LoadedRun:
     if key_given:  # the user asked for a signature check: say that there was nothing to check
         warnings.append("a run directory is not signed: the public key given checks nothing in it")
     return LoadedRun(str(path), manifest, records, warnings)
-
-
-def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
-    from aibench.bundle.verify import keyring, verify_and_read
-
-    try:
-        trusted = keyring(pubkey)
-    except BundleError as exc:  # the user's own key file: a usage error (exit 2), not a bad bundle
-        raise UsageError(str(exc)) from None
-    report, docs = verify_and_read(path, trusted)
-    if not report.valid or docs is None or docs.manifest is None:
-        first = "; ".join(f"{f.code}: {f.message}" for f in report.errors[:3]) or "no run inside"
-        raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
-    warnings = [f"{f.code}: {f.message}" for f in report.warnings]
-    return LoadedRun(str(path), docs.manifest, docs.records, warnings, _signature(report.summary, bool(trusted)))
-
-
-def _signature(summary: dict[str, Any], checked: bool) -> str:
-    """A reader's one-line answer to "who vouches for these numbers?"."""
-    signer = summary.get("signer")
-    if not summary.get("signed"):
-        return "unsigned"
-    if checked and signer:
-        return f"verified: {signer}"
-    if signer:
-        return f"not checked: the key carried in the bundle, {signer} (pass --pubkey)"
-    return "not checked (pass --pubkey)"

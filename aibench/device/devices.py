@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from aibench.errors import UsageError
-from aibench.specs import DeviceSpec, match_spec
+from aibench.core.errors import UsageError
+from aibench.device.specs import DeviceSpec, match_spec
 
 
 @dataclass(frozen=True)

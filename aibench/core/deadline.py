@@ -15,6 +15,23 @@ import threading
 from types import FrameType, TracebackType
 
 _ACTIVE: list[Deadline] = []  # deadlines inside their `with`, outermost first
+# The deadline of the case running now (the runner's), kept past its `with` until the case's own
+# except clauses are done, so that a SIGINT handler (a suite's) can tell the deadline's interrupt
+# (`_thread.interrupt_main` runs the same handler) from the user's Ctrl-C.
+_CASES: list[Deadline] = []
+
+
+def case_started(deadline: Deadline) -> None:
+    _CASES.append(deadline)
+
+
+def case_ended(deadline: Deadline) -> None:
+    _CASES.remove(deadline)
+
+
+def interrupt_is_a_timeout() -> bool:
+    """Whether a KeyboardInterrupt arriving now is the running case's deadline, not a Ctrl-C."""
+    return bool(_CASES) and _CASES[-1].fired
 
 
 class Deadline:

@@ -1,7 +1,7 @@
 """Suites: one TOML file names the workloads, shapes and run rules of a benchmark campaign.
 
-This module loads, validates and expands a suite into a plan of cases; running the plan is the
-runner's job. The format:
+This module holds a suite's model and expands it into a plan of cases; loading is
+aibench.suite.load, validation aibench.suite.check, running the plan aibench.suite.run. The format:
 
     [suite]
     name = "gigafactory"            # required
@@ -45,31 +45,25 @@ defaults, overlaid with `preview.params` and expanded by `preview.shape_set` / `
 `timer` holds in every mode: decode-sized kernels (a few microseconds) are timed as CUDA-graph
 replays, which take the host's launch cost out of a number meant for the GPU (on a CPU it has no
 effect). An unmet `requires`, a workload missing from this build or `skip = true` gives one skipped case
-for the entry, with the reason. Validation (aibench.suite_check) names the file, line and key.
+for the entry, with the reason. Validation (aibench.suite.check) names the file, line and key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.resources
 import itertools
 import math
-import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
-from aibench.errors import SuiteError, UsageError
-from aibench.workloads import registry
+import torch
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from aibench.core.errors import UsageError
+from aibench.device.fp8 import native_fp8_dtype
+from aibench.measure.timer import TimerConfig
+from aibench.workloads import registry
 
 MODES: tuple[str, ...] = ("full", "quick", "preview")
 
@@ -126,8 +120,6 @@ class RunRules:
                 out.append((name, "must not be negative"))
         if self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
             out.append(("max_time_s", f"must be positive and >= min_time_s ({self.min_time_s})"))
-        from aibench.timer import TimerConfig
-
         if self.min_samples > TimerConfig.max_samples:
             out.append(("min_samples", f"must be at most {TimerConfig.max_samples} (the samples a record keeps)"))
         if not out:  # anything else the timer refuses: said when the file loads, not mid-run
@@ -138,10 +130,8 @@ class RunRules:
                 out.append(((named or ["min_samples"])[0], f"is refused by the timer: {exc}"))
         return out
 
-    def to_timer_config(self) -> Any:
-        """The `aibench.timer.TimerConfig` of these rules."""
-        from aibench.timer import TimerConfig
-
+    def to_timer_config(self) -> TimerConfig:
+        """The timer configuration of these rules."""
         return TimerConfig(warmup_s=self.warmup_s, min_samples=self.min_samples, min_time_s=self.min_time_s,
                            max_time_s=self.max_time_s, target_rel_se=self.target_rel_se,
                            flush_l2=self.flush_l2, cuda_graph=self.cuda_graph)
@@ -216,10 +206,6 @@ class PlanContext:
     @classmethod
     def detect(cls) -> PlanContext:
         """From torch: visible GPUs, and fp8 tensor cores (NVIDIA sm_89+, AMD gfx94x/gfx95x)."""
-        import torch
-
-        from aibench.kernels.matmul import native_fp8_dtype
-
         if not torch.cuda.is_available():
             return cls()
         fp8 = native_fp8_dtype(torch.device("cuda", 0)) is not None
@@ -340,66 +326,3 @@ def _shapes(workload: str, shape_set: str | None) -> tuple[list[dict[str, Any]],
     if shape_set not in table:
         return [], f"unknown shape set {shape_set!r}"
     return [dict(s.params()) for s in table[shape_set]], None
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def list_suites() -> list[tuple[str, str, str]]:
-    """(name, version, description) of every shipped suite, by name; unreadable ones say so."""
-    out = []
-    for res in sorted(importlib.resources.files("aibench.suites").iterdir(), key=lambda r: r.name):
-        if not res.name.endswith(".toml"):
-            continue
-        try:
-            head = tomllib.loads(res.read_text(encoding="utf-8")).get("suite", {})
-            out.append((res.name[:-5], str(head.get("version", "?")), str(head.get("description", ""))))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            out.append((res.name[:-5], "?", f"unreadable: {exc}"))
-    return out
-
-
-def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
-    """A shipped suite by name (`gigafactory`), or a TOML file by path."""
-    text = os.fspath(name_or_path)
-    looks_like_path = text.endswith(".toml") or os.sep in text or "/" in text or Path(text).is_file()
-    if looks_like_path:
-        path = Path(text)
-        if not path.is_file():
-            raise SuiteError(f"suite file not found: {text}")
-        source = str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SuiteError(f"{source}: cannot read the suite file: {exc}") from None
-    else:
-        res = importlib.resources.files("aibench.suites").joinpath(f"{text}.toml")
-        if not res.is_file():
-            names = ", ".join(n for n, _, _ in list_suites())
-            raise SuiteError(f"unknown suite {text!r} (shipped suites: {names}); or give the path to a .toml file")
-        source, data = str(res), res.read_bytes()
-    return parse_suite(data, source)
-
-
-def parse_suite(data: bytes, source: str) -> Suite:
-    """Parse and validate suite bytes; `source` names the file in error messages."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(f"{source}: not UTF-8 text ({exc})") from None
-    from aibench.suite_check import Checker  # the validator needs the dataclasses above
-
-    return Checker(text, source).suite(hashlib.sha256(data).hexdigest())
-
-
-class SuiteFileError(SuiteError):
-    """Every problem found in one suite file, each as (line, key, message)."""
-
-    def __init__(self, source: str, problems: list[tuple[int, str, str]]) -> None:
-        self.source = source
-        self.problems = sorted(problems, key=lambda p: p[0])
-        lines = [f"{source}:{line}: {key}: {message}" for line, key, message in self.problems]
-        head = f"{source}: {len(lines)} problem(s) in the suite file" if len(lines) > 1 else None
-        super().__init__("\n".join([head, *lines] if head else lines))
-
-

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from aibench import __version__
-from aibench.jsonutil import json_safe, jsonable_params
+from aibench.core.jsonutil import json_safe, jsonable_params
 
 RECORD_KIND = "aibench.record"
 SCHEMA_VERSION = 1
@@ -105,6 +105,14 @@ class Record:
         validate(data)
         fields = {k: v for k, v in data.items() if k not in ("kind", "schema_version")}
         return cls(**fields)
+
+
+@dataclass
+class Outcome:
+    """One record and the raw telemetry samples of its energy window (the run directory writes both)."""
+
+    record: Record
+    telemetry_samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @cache

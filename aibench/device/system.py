@@ -2,7 +2,7 @@
 
 A vendor writes a TOML or JSON file with the fields of aibench/schemas/system.schema.json (the
 required ones are MLPerf's, ../shared/reference/methods.md). `build_system_description` fills
-what the environment fingerprint (aibench.env) knows -- accelerator model, count and memory,
+what the environment fingerprint (aibench.device.env) knows -- accelerator model, count and memory,
 host processor, host memory, operating system, framework -- unless the file gives it: the file
 wins, and where it disagrees with what was measured, "measured_differs" keeps the measured value.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import jsonschema
 
-from aibench.errors import UsageError
+from aibench.core.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 import aibench
-from aibench.jsonutil import canonical_sha256
+from aibench.core.jsonutil import canonical_sha256
 
 SCHEMA_VERSION = 1
 

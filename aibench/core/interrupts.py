@@ -1,6 +1,6 @@
 """Ctrl-C that survives Python: a suite or `aibench run` stops at the next record after it.
 
-Used by aibench/suite_run.py and aibench/session.py (`aibench run`).
+Used by aibench/suite/run.py and aibench/suite/session.py (`aibench run`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any
 
-from aibench.runner import interrupt_is_a_timeout
+from aibench.core.deadline import interrupt_is_a_timeout
 
 
 class CtrlC:

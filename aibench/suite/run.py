@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aibench.errors import AibenchError, UsageError
-from aibench.interrupts import CtrlC
-from aibench.jsonutil import jsonable_params
-from aibench.records import Record, now_iso, record_key
-from aibench.rundir import RunDir
-from aibench.runner import run_case
-from aibench.session import Session, timer_config
+from aibench.core.errors import AibenchError, UsageError
+from aibench.core.interrupts import CtrlC
+from aibench.core.jsonutil import jsonable_params
+from aibench.measure.records import Outcome, Record, now_iso, record_key
+from aibench.measure.runner import run_case
+from aibench.results.rundir import RunDir
+from aibench.suite.model import PlanContext
+from aibench.suite.session import Session, timer_config
 from aibench.workloads.registry import REGISTRY, load_builtin
 
 
@@ -37,9 +38,7 @@ class Progress:
     records: tuple[dict[str, Any], ...] = ()
 
 
-def _plan_context(session: Session) -> Any:
-    from aibench.suite import PlanContext
-
+def _plan_context(session: Session) -> PlanContext:
     return PlanContext.detect() if session.device_info.is_gpu else PlanContext()
 
 
@@ -198,9 +197,7 @@ def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: d
     return written
 
 
-def _skipped(session: Session, case: Any, reason: str) -> Any:
-    from aibench.runner import Outcome
-
+def _skipped(session: Session, case: Any, reason: str) -> Outcome:
     stamp = now_iso()
     return Outcome(Record(
         id=record_key(case.workload, case.params, "*"), entry=case.case_id, workload=case.workload,

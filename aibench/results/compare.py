@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aibench import stats
-from aibench.errors import UsageError
-from aibench.runs import LoadedRun
+from aibench.core import stats
+from aibench.core.errors import UsageError
+from aibench.results.runs import LoadedRun
 
 _NO_POWER = "samples: the test cannot reach"  # how a powerless `noise` reason reads
 

@@ -1,0 +1,47 @@
+"""Open a run for `compare` and `report`: a run directory as it is, a `.tar.gz` bundle only after
+`verify` found no error in it (read in memory, never extracted to disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aibench.bundle.verify import Keys, keyring, verify_and_read
+from aibench.core.errors import AibenchError, BundleError, UsageError
+from aibench.results.runs import LoadedRun, load_dir
+
+
+def load_run(path: str | Path, pubkey: Keys = None) -> LoadedRun:
+    """A run directory or a `.tar.gz` bundle. Raises AibenchError naming what is wrong.
+    `pubkey`: the trusted key or keys (a bundle must be signed by one of them)."""
+    p = Path(path)
+    if p.is_dir():
+        return load_dir(p, bool(pubkey))
+    if p.is_file():
+        return _load_bundle(p, pubkey)
+    raise UsageError(f"{path}: no such run directory or bundle")
+
+
+def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
+    try:
+        trusted = keyring(pubkey)
+    except BundleError as exc:  # the user's own key file: a usage error (exit 2), not a bad bundle
+        raise UsageError(str(exc)) from None
+    report, docs = verify_and_read(path, trusted)
+    if not report.valid or docs is None or docs.manifest is None:
+        first = "; ".join(f"{f.code}: {f.message}" for f in report.errors[:3]) or "no run inside"
+        raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
+    warnings = [f"{f.code}: {f.message}" for f in report.warnings]
+    return LoadedRun(str(path), docs.manifest, docs.records, warnings, _signature(report.summary, bool(trusted)))
+
+
+def _signature(summary: dict[str, Any], checked: bool) -> str:
+    """A reader's one-line answer to "who vouches for these numbers?"."""
+    signer = summary.get("signer")
+    if not summary.get("signed"):
+        return "unsigned"
+    if checked and signer:
+        return f"verified: {signer}"
+    if signer:
+        return f"not checked: the key carried in the bundle, {signer} (pass --pubkey)"
+    return "not checked (pass --pubkey)"
