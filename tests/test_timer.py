@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from aibench.measure.timer import TimerConfig, measure, should_stop
+from aibench.measure import timer
+from aibench.measure.timer import StopRule, TimerConfig, measure, should_stop
 
 CFG = TimerConfig(warmup_s=0.0, min_samples=10, min_time_s=0.5, max_time_s=5.0, target_rel_se=0.01)
 
@@ -38,6 +39,42 @@ def test_min_samples_is_a_floor_even_past_the_timeout() -> None:
 def test_max_samples_bounds_the_record() -> None:
     cfg = TimerConfig(warmup_s=0.0, min_samples=2, min_time_s=10.0, max_time_s=20.0, max_samples=50)
     stop, _, reason = should_stop([1e-6] * 50, elapsed_s=0.1, config=cfg)
+    assert stop and "max_samples" in reason
+
+
+def test_a_skipped_noise_estimate_never_stops_on_noise_but_the_limits_still_hold() -> None:
+    quiet = [0.1] * 10
+    assert should_stop(quiet, elapsed_s=1.0, config=CFG, noise_due=False) == (False, False, "")
+    assert should_stop(quiet, elapsed_s=1.0, config=CFG, sampled_s=0.2)[0] is False  # the kept sum counts
+    assert should_stop(quiet, elapsed_s=9.0, config=CFG, noise_due=False)[0] is True  # max_time_s
+    cfg = TimerConfig(warmup_s=0.0, min_samples=2, min_time_s=10.0, max_time_s=20.0, max_samples=10)
+    assert should_stop(quiet, elapsed_s=0.1, config=cfg, noise_due=False)[0] is True  # max_samples
+
+
+def test_stop_rule_keeps_the_sum_and_spends_at_most_its_budget_on_the_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock: every noise estimate "costs" 1 ms and every sample 1 us of wall time. With a
+    # 2% budget the estimate is due again only 50 ms later, so over 10,000 samples (10 ms) it runs
+    # once at min_samples, then not again: cost bounded by the budget, not by n.
+    now = [0.0]
+    estimates = []
+
+    def clock() -> float:
+        return now[0]
+
+    def rse(samples: list[float]) -> float:
+        estimates.append(len(samples))
+        now[0] += 1e-3
+        return 1.0  # never converges
+    monkeypatch.setattr(timer.time, "perf_counter", clock)
+    monkeypatch.setattr(timer.stats, "rel_stderr_median", rse)
+    cfg = TimerConfig(warmup_s=0.0, min_samples=10, min_time_s=0.0, max_time_s=60.0, max_samples=10_000)
+    rule = StopRule(cfg)
+    for _ in range(9_999):
+        now[0] += 1e-6
+        assert rule.add(1e-3, elapsed_s=now[0])[0] is False
+    assert estimates == [10]  # due at min_samples, then 50 ms of budget never came back
+    assert rule.sampled_s == pytest.approx(9.999) and len(rule.samples) == 9_999
+    stop, _, reason = rule.add(1e-3, elapsed_s=now[0])
     assert stop and "max_samples" in reason
 
 

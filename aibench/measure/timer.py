@@ -98,15 +98,18 @@ class Timing:
 
 
 def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig,
-                calls_per_sample: int = 1) -> tuple[bool, bool, str]:
+                calls_per_sample: int = 1, *, sampled_s: float | None = None,
+                noise_due: bool = True) -> tuple[bool, bool, str]:
     """The stopping rule as a pure function: (stop, converged, reason).
 
     `elapsed_s` is wall time spent sampling (it bounds the run even when samples are tiny).
     Each sample is the time of one call averaged over `calls_per_sample` calls timed together
-    (a CUDA-graph replay): min_time_s counts the time measured, all the calls.
+    (a CUDA-graph replay): min_time_s counts the time measured, all the calls. `sampled_s`: the
+    sum of `samples` when the caller keeps it (a sampling loop does, so that a check is O(1));
+    `noise_due=False` skips the O(n log n) noise estimate (the loop's budget, `StopRule`).
     """
     n = len(samples)
-    sampled = sum(samples) * calls_per_sample
+    sampled = (math.fsum(samples) if sampled_s is None else sampled_s) * calls_per_sample
     if n >= config.max_samples:
         converged = n >= 2 and stats.rel_stderr_median(samples) <= config.target_rel_se
         return True, converged, f"reached max_samples={config.max_samples}"
@@ -114,7 +117,7 @@ def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig,
         converged = n >= config.min_samples and stats.rel_stderr_median(samples) <= config.target_rel_se
         reason = "converged at timeout" if converged else f"timeout after {elapsed_s:.1f} s: noise target not met"
         return True, converged, reason
-    if n < config.min_samples or sampled < config.min_time_s or not _checkpoint(n):
+    if n < config.min_samples or sampled < config.min_time_s or not noise_due:
         return False, False, ""
     rse = stats.rel_stderr_median(samples)
     if rse <= config.target_rel_se:
@@ -122,9 +125,36 @@ def should_stop(samples: list[float], elapsed_s: float, config: TimerConfig,
     return False, False, ""
 
 
-def _checkpoint(n: int) -> bool:
-    """Evaluate the O(n log n) noise estimate on every sample up to 64, then every ~3% more samples."""
-    return n <= 64 or n % max(1, n // 32) == 0
+# The noise estimate costs O(n log n) (about 1 us per sample in pure Python: 8 ms at n = 10,000).
+# Evaluated after every sample it would cost more than short calls themselves and grow with n;
+# evaluated at fixed intervals it would stop late for slow calls. So it runs when the wall time
+# since the last estimate is at least 1 / CHECK_BUDGET times what that estimate cost: the rule
+# takes at most ~2% of the sampling time, whatever n (benchmarks/bench_timer.py measures it).
+CHECK_BUDGET = 0.02
+
+
+class StopRule:
+    """`should_stop` in a sampling loop: a running sum, and the noise estimate within its budget."""
+
+    def __init__(self, config: TimerConfig, calls_per_sample: int = 1) -> None:
+        self.config = config
+        self.calls_per_sample = calls_per_sample
+        self.samples: list[float] = []
+        self.sampled_s = 0.0
+        self._next_check = 0.0  # perf_counter time from which the noise estimate is due again
+
+    def add(self, sample: float, elapsed_s: float) -> tuple[bool, bool, str]:
+        self.samples.append(sample)
+        self.sampled_s += sample
+        now = time.perf_counter()
+        due = now >= self._next_check
+        stop = should_stop(self.samples, elapsed_s, self.config, self.calls_per_sample,
+                           sampled_s=self.sampled_s, noise_due=due)
+        if due and len(self.samples) >= self.config.min_samples \
+                and self.sampled_s * self.calls_per_sample >= self.config.min_time_s:
+            cost = time.perf_counter() - now  # what the estimate just cost
+            self._next_check = now + cost / CHECK_BUDGET
+        return stop
 
 
 def measure(fn: Callable[[], Any], device: torch.device, config: TimerConfig | None = None) -> Timing:
@@ -176,17 +206,16 @@ def _warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup_s: float) -
 
 def _measure_cpu(fn: Callable[[], Any], config: TimerConfig) -> Timing:
     warm_s, warm_calls, _ = _warm_up(fn, lambda: None, config.warmup_s)
-    samples: list[float] = []
+    rule = StopRule(config)
     start = time.perf_counter()
     while True:
         t0 = time.perf_counter_ns()
         fn()
         t1 = time.perf_counter_ns()
         # perf_counter_ns can repeat a value for sub-resolution calls; 1 ns keeps samples positive.
-        samples.append(max(t1 - t0, 1) / 1e9)
-        stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+        stop, converged, reason = rule.add(max(t1 - t0, 1) / 1e9, time.perf_counter() - start)
         if stop:
-            return _finish("perf_counter", samples, warm_s, warm_calls, converged, reason, False)
+            return _finish("perf_counter", rule.samples, warm_s, warm_calls, converged, reason, False)
 
 
 class _L2Flusher:
@@ -208,7 +237,7 @@ def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: Ti
         warm_s, warm_calls, per_call = _warm_up(fn, sync, config.warmup_s)
         # Batch size: about 50 ms of work per synchronisation, estimated from the warm calls.
         batch = int(min(max(0.05 / max(per_call, 1e-7), 1), 1000))
-        samples: list[float] = []
+        rule = StopRule(config)
         start = time.perf_counter()
         while True:
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -221,10 +250,9 @@ def _measure_cuda_events(fn: Callable[[], Any], device: torch.device, config: Ti
                 end.record()
             sync()  # one sync per batch: the events are read only after all of them completed
             for begin, end in events:
-                samples.append(_elapsed_s(begin, end))
-                stop, converged, reason = should_stop(samples, time.perf_counter() - start, config)
+                stop, converged, reason = rule.add(_elapsed_s(begin, end), time.perf_counter() - start)
                 if stop:
-                    return _finish("cuda_event", samples, warm_s, warm_calls, converged, reason,
+                    return _finish("cuda_event", rule.samples, warm_s, warm_calls, converged, reason,
                                    flush is not None)
 
 
@@ -279,7 +307,7 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
     with torch.cuda.device(device):
         graph, warm_s, warm_calls = _capture(fn, config.graph_calls, config.warmup_s)
         spin = getattr(torch.cuda, "_sleep", None)  # private (present since torch 1.x): without it, no lead
-        samples: list[float] = []
+        rule = StopRule(config, calls_per_sample=config.graph_calls)
         start = time.perf_counter()
         while True:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -293,9 +321,8 @@ def _measure_cuda_graph(fn: Callable[[], Any], device: torch.device, config: Tim
             graph.replay()
             end.record()
             end.synchronize()
-            samples.append(_elapsed_s(begin, end) / config.graph_calls)
-            stop, converged, reason = should_stop(samples, time.perf_counter() - start, config,
-                                                  calls_per_sample=config.graph_calls)
+            stop, converged, reason = rule.add(_elapsed_s(begin, end) / config.graph_calls,
+                                               time.perf_counter() - start)
             if stop:
-                return _finish("cuda_graph", samples, warm_s, warm_calls, converged, reason, False,
+                return _finish("cuda_graph", rule.samples, warm_s, warm_calls, converged, reason, False,
                                calls_per_sample=config.graph_calls)
