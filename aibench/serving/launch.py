@@ -10,6 +10,7 @@ unhealthy raises `WorkloadError` (the case fails with the log's tail).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.metadata
 import importlib.util
@@ -144,3 +145,29 @@ def running(engine: str, model: str, args: Sequence[str] | str = (), **kwargs: o
         yield server
     finally:
         server.stop()
+
+
+# One engine at a time, reused by consecutive cases with the same engine, model and arguments (a
+# suite's concurrency sweep is one case per point; vLLM takes minutes to start). Asking for another
+# stops the old one first (it holds the GPU); whatever runs at exit is stopped then.
+_SHARED: dict[tuple[str, str, tuple[str, ...]], Server] = {}
+
+
+def shared(engine: str, model: str, args: Sequence[str] | str = (), **kwargs: object) -> Server:
+    key = (engine, model, tuple(shlex.split(args) if isinstance(args, str) else args))
+    server = _SHARED.get(key)
+    if server is not None and server.alive() and _healthy(server.url):
+        return server
+    stop_shared()
+    server = start(engine, model, args, **kwargs)  # type: ignore[arg-type]
+    _SHARED[key] = server
+    return server
+
+
+def stop_shared() -> None:
+    while _SHARED:
+        _, server = _SHARED.popitem()
+        server.stop()
+
+
+atexit.register(stop_shared)
