@@ -39,7 +39,9 @@ class SSEParser:
         self._buffer += text
         events: list[Event] = []
         # splitlines() would also split on \x0b, \x1c, \u2028 ...: only CR, LF and CRLF end an SSE line.
-        buf = self._buffer.replace("\r\n", "\n").replace("\r", "\n")
+        buf = self._buffer
+        if "\r" in buf:
+            buf = buf.replace("\r\n", "\n").replace("\r", "\n")
         *lines, self._buffer = buf.split("\n")
         for line in lines:
             event = self._line(line)
@@ -53,6 +55,9 @@ class SSEParser:
         return bool(self._buffer or self._data)
 
     def _line(self, line: str) -> Event | None:
+        if line.startswith("data: "):  # the common case first: one data line per event
+            self._data.append(line[6:])
+            return None
         if line == "":
             if not self._data:
                 self._event = ""
