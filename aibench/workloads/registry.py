@@ -45,6 +45,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "aibench.workloads.attention",
     "aibench.workloads.llm",
     "aibench.workloads.llm_serve",
+    "aibench.workloads.llm_train",
     "aibench.workloads.vision",
     "aibench.workloads.collectives",
 )
