@@ -314,7 +314,8 @@ def _train_torch(p: dict[str, Any], device: torch.device) -> Case:
     validate_train(p)
     world = world_size(p["ranks"], device)
     if world % p["tp"]:
-        raise Unsupported(f"{world} ranks are not a multiple of tp {p['tp']}")
+        raise Unsupported(f"tp={p['tp']} needs a multiple of {p['tp']} ranks, this run has {world}"
+                          + (" (one per visible GPU)" if device.type == "cuda" and not p["ranks"] else ""))
     layout = Layout(dp=world // p["tp"], tp=p["tp"])
     spec = _spec(p, device, layout.dp)
     if layout.tp > 1 and spec.args.is_moe:
