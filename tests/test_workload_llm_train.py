@@ -163,3 +163,13 @@ def test_suite_plan_shows_the_training_entries() -> None:
     quick = {c.entry_id: c for c in suite.plan("quick", gpus)}
     assert quick["llm-train-llama-3.1-70b"].skip_reason.startswith("not part of the quick run")
     assert quick["llm-train-llama-3.1-8b"].skip_reason is None
+
+
+def test_tensor_parallel_job_passes_the_float64_gradient_gate() -> None:
+    # The gate's tiny model is split over the 2 tp ranks (wqkv rows permuted per rank) and its
+    # gradients gathered back to the logical layout before the float64 comparison.
+    d = _record("llm.train", {"ranks": 2, "tp": 2, "local_batch": 2})
+    assert d["status"] == "ok", d.get("reason")
+    assert d["details"]["parallel"]["tp"] == 2 and d["details"]["parallel"]["dp_shard"] == 1
+    assert d["correctness"]["rel_error"] < 1e-4
+    assert d["metrics"]["tokens_per_s_per_gpu"] == pytest.approx(2 * 32 / d["timing"]["median"] / 2)

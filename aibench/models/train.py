@@ -334,6 +334,15 @@ def device_mesh(device: torch.device, layout: Layout) -> Any:
 # --- Correctness gate ----------------------------------------------------------------------------
 
 
+def check_args(is_moe: bool, tp: int = 1) -> ModelArgs:
+    """The gradient check's tiny model: `tiny` (or `tiny-moe`), widened for tp > 1 so that tp
+    divides its query and KV heads and its MLP (tp ranks each get 2 query heads and 1 KV head)."""
+    if tp == 1:
+        return ModelArgs.from_name("tiny-moe" if is_moe else "tiny")
+    return ModelArgs.from_name("tiny", dim=32 * tp, n_head=2 * tp, n_kv_head=tp, intermediate_size=64 * tp)
+
+
+
 def loss_curve(trainer: Trainer, tokens: Tensor, steps: int) -> list[float]:
     """Global mean losses of `steps` optimizer steps on the same batch (memorising it)."""
     inputs, labels = trainer.local_batch(tokens)

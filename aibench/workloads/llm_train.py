@@ -56,6 +56,7 @@ from aibench.models.train import (
     Trainer,
     TrainSpec,
     build_trainer,
+    check_args,
     cross_entropy,
     grad_check,
     loss_curve,
@@ -231,7 +232,7 @@ def _single(p: dict[str, Any], device: torch.device, spec: TrainSpec, need: dict
         return loss
 
     def check() -> Check:
-        tiny = ModelArgs.from_name("tiny-moe" if spec.args.is_moe else "tiny")
+        tiny = check_args(spec.args.is_moe)
         tiny_spec = TrainSpec(tiny, global_batch=spec.global_batch, seq=min(spec.seq, 32), compute=spec.compute,
                               ac_every=spec.ac_every, seed=spec.seed)
         grads = grad_check(build_trainer(tiny_spec, device),

@@ -41,6 +41,7 @@ from aibench.models.train import (
     Trainer,
     TrainSpec,
     build_trainer,
+    check_args,
     fresh_peak,
     grad_check,
     loss_curve,
@@ -52,7 +53,6 @@ from aibench.models.train import (
 
 GROUP_TIMEOUT = timedelta(minutes=30)  # a blocked rank gives up (the parent stops the job sooner)
 COMMAND_TIMEOUT = timedelta(hours=2)  # a rank waits this long for the parent's next command
-CHECK_MODEL = {False: "tiny", True: "tiny-moe"}  # the gradient check's model, by is_moe
 
 
 def spec_from_dict(d: dict[str, Any]) -> tuple[TrainSpec, Layout, str]:
@@ -100,7 +100,7 @@ class Rank:
         """The gate: one step's gradients of a tiny model in this layout against float64, then the
         measured model's loss on a fixed batch over `steps` steps."""
         s = self.spec
-        tiny = ModelArgs.from_name(CHECK_MODEL[s.args.is_moe])
+        tiny = check_args(s.args.is_moe, self.layout.tp)
         tiny_spec = TrainSpec(tiny, global_batch=s.global_batch, seq=min(s.seq, 32), compute=s.compute,
                               ac_every=s.ac_every, compile=False, seed=s.seed)
         tiny_trainer = build_trainer(tiny_spec, self.device, self.layout)
