@@ -12,15 +12,13 @@ from aibench.models.train import (
     Layout,
     TrainSpec,
     build_trainer,
-    grad_check,
-    loss_curve,
-    loss_decreases,
     read_dist_env,
     split_batch,
     synthetic_tokens,
     tp_row_order,
     train_memory_bytes,
 )
+from aibench.models.train_check import grad_check, loss_curve, loss_decreases
 
 CPU = torch.device("cpu")
 

@@ -23,7 +23,8 @@ from aibench.measure.records import validate
 from aibench.measure.runner import RunOptions
 from aibench.measure.timer import TimerConfig
 from aibench.models.config import ModelArgs
-from aibench.models.train import TrainSpec, build_trainer, loss_curve, synthetic_tokens
+from aibench.models.train import TrainSpec, build_trainer, synthetic_tokens
+from aibench.models.train_check import loss_curve
 from aibench.suite.load import load_suite
 from aibench.suite.model import PlanContext
 from aibench.workloads import llm_train

@@ -1,5 +1,5 @@
-"""`llm.train`: training steps of the Llama-family model, and `llm.time_to_quality` (a preview of
-MLPerf Training's time-to-target score on a shipped text).
+"""`llm.train`: training steps of the Llama-family model (`llm.time_to_quality`, the time-to-target
+preview, is aibench/workloads/llm_ttq.py).
 
 `llm.train` times one optimizer step (forward, fp32 cross-entropy, backward, AdamW) of the
 named model on a fixed synthetic batch (seeded tokens), after a correctness gate:
@@ -27,7 +27,6 @@ routing it gets, which a real run's auxiliary loss would even out.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -36,46 +35,32 @@ import torch
 from aibench.collectives.launch import plan_from_timer
 from aibench.core import stats
 from aibench.core.checks import Check, tolerance_for
-from aibench.core.errors import CheckFailed, Unsupported, UsageError
+from aibench.core.errors import Unsupported, UsageError
 from aibench.device import devices
 from aibench.measure.case import Case, CustomMeasurement, Param
 from aibench.models.config import CONFIGS, ModelArgs
 from aibench.models.memory import GIB, free_bytes
-from aibench.models.text_data import (
-    BYTE_VOCAB,
-    TEXT_FILE,
-    byte_tokens,
-    random_windows,
-    shipped_text,
-    split_text,
-    tiling_windows,
-)
 from aibench.models.train import (
     ADAMW,
     Layout,
-    Trainer,
     TrainSpec,
     build_trainer,
-    check_args,
-    cross_entropy,
-    grad_check,
-    loss_curve,
-    loss_decreases,
     peak_memory,
     synthetic_tokens,
     train_memory_bytes,
 )
+from aibench.models.train_check import check_args, grad_check, loss_curve, loss_decreases
 from aibench.models.train_flops import TrainFlops, utilization_pct
 from aibench.workloads.registry import workload
 from aibench.workloads.train_launch import CHECK_TIMEOUT_S, TrainJob
 
 COMPUTE = ("bf16", "fp32")
-_PEAK_DTYPE = {"bf16": "bfloat16", "fp32": "float32"}
+PEAK_DTYPE = {"bf16": "bfloat16", "fp32": "float32"}
 CPU_NOTE = ("CPU preview: fp32 throughout (no bf16 autocast), gloo between processes sharing the CPU; "
             "it exercises the pipeline, its numbers are not comparable with a GPU's")
 MEMORY_MARGIN = 0.92  # of the free memory a run may plan to use (allocator fragmentation, NCCL buffers)
 
-_COMMON = (
+COMMON_PARAMS = (
     Param("compute", str, "bf16", "bf16 (autocast, fp32 master weights) or fp32", choices=COMPUTE, preview="fp32"),
     Param("ac_every", int, 1, "activation checkpointing: every k-th block (0 none, 1 all, 2 every other)"),
     Param("compile", bool, False, "torch.compile each transformer block (GPU only)"),
@@ -89,7 +74,7 @@ train_wl = workload(
      Param("seq", int, 8192, "tokens per sequence", preview=32),
      Param("ranks", int, 0, "processes, one per GPU (0: every visible GPU; 1 on a CPU)", preview=1),
      Param("tp", int, 1, "tensor-parallel ranks per model replica (ranks / tp shard it with FSDP2)"),
-     *_COMMON,
+     *COMMON_PARAMS,
      Param("check_steps", int, 3, "steps of the loss-decrease gate on the fixed batch")),
 )
 
@@ -152,7 +137,7 @@ def _spec(p: dict[str, Any], device: torch.device, dp: int) -> TrainSpec:
 
 def gate_check(grad_rel: float, grad_worst: str, loss_ok: bool, loss_detail: str, compute: str) -> Check:
     """The gate as one Check: gradients within the dtype's bound and the loss decreasing."""
-    tol = tolerance_for(_PEAK_DTYPE[compute])
+    tol = tolerance_for(PEAK_DTYPE[compute])
     grads_ok = math.isfinite(grad_rel) and grad_rel <= tol
     parts = [f"gradients vs float64: relative error {grad_rel:.2e} (bound {tol:.0e}; worst {grad_worst})",
              loss_detail]
@@ -177,16 +162,16 @@ def rate_metrics(flops: TrainFlops, tokens_per_step: int, world: int, median_s: 
 
 def _no_peak(device: torch.device, compute: str) -> dict[str, str]:
     spec = devices.spec_for(device)
-    peak = spec.peak_for(_PEAK_DTYPE[compute]) if spec else None
+    peak = spec.peak_for(PEAK_DTYPE[compute]) if spec else None
     if peak:
         return {}
-    why = devices.no_peak_reason(device, spec, f"{_PEAK_DTYPE[compute]} TFLOP/s")
+    why = devices.no_peak_reason(device, spec, f"{PEAK_DTYPE[compute]} TFLOP/s")
     return {k: why for k in ("mfu_pct", "mfu_causal_pct", "hfu_pct", "hfu_causal_pct")}
 
 
 def _peak(device: torch.device, compute: str) -> float | None:
     spec = devices.spec_for(device)
-    return spec.peak_for(_PEAK_DTYPE[compute]) if spec else None
+    return spec.peak_for(PEAK_DTYPE[compute]) if spec else None
 
 
 def _details(p: dict[str, Any], spec: TrainSpec, layout: Layout, flops: TrainFlops, device: torch.device,
@@ -253,7 +238,7 @@ def _single(p: dict[str, Any], device: torch.device, spec: TrainSpec, need: dict
 
     _, no_mem = peak_memory(device)
     return Case(fn=fn, check=check, flops=flops.model_flops_per_token * tokens_per_step, work={"tokens": tokens_per_step},
-                dtype=_PEAK_DTYPE[spec.compute], metrics=metrics, unavailable={**_no_peak(device, spec.compute), **no_mem},
+                dtype=PEAK_DTYPE[spec.compute], metrics=metrics, unavailable={**_no_peak(device, spec.compute), **no_mem},
                 details=details, cuda_graph_ok=False)
 
 
@@ -304,7 +289,7 @@ def _job(p: dict[str, Any], device: torch.device, spec: TrainSpec, layout: Layou
     def fn() -> None:
         job.request("burst", 1, 600.0)
 
-    return Case(fn=fn, check=check, measure=measure, work={"tokens": tokens_per_step}, dtype=_PEAK_DTYPE[spec.compute],
+    return Case(fn=fn, check=check, measure=measure, work={"tokens": tokens_per_step}, dtype=PEAK_DTYPE[spec.compute],
                 unavailable=_no_peak(device, spec.compute), details=details, cuda_graph_ok=False,
                 devices=layout.world_size if device.type == "cuda" else 1)
 
@@ -327,112 +312,3 @@ def _train_torch(p: dict[str, Any], device: torch.device) -> Case:
     if layout.world_size == 1:
         return _single(p, device, spec, need)
     return _job(p, device, spec, layout, need)
-
-
-# --- llm.time_to_quality --------------------------------------------------------------------------
-
-ttq_wl = workload(
-    "llm.time_to_quality",
-    f"Time to a target held-out loss training a small model on a shipped text ({TEXT_FILE}, bytes)",
-    (Param("model", str, "tiny", "named model configuration (vocabulary >= 256: byte tokens)",
-           choices=tuple(CONFIGS)),
-     Param("batch", int, 16, "windows per step"),
-     Param("seq", int, 64, "bytes per window"),
-     Param("lr", float, 3e-3, "AdamW learning rate"),
-     Param("target_loss", float, 2.5, "held-out cross-entropy (nats per byte) that ends the run"),
-     Param("max_steps", int, 300, "steps before the run is declared not to have reached the target"),
-     Param("eval_every", int, 10, "steps between evaluations of the held-out loss"),
-     _COMMON[0], _COMMON[3]),
-)
-
-
-def validate_ttq(p: dict[str, Any]) -> None:
-    for name in ("batch", "seq", "max_steps", "eval_every"):
-        if p[name] < 1:
-            raise UsageError(f"{name} must be >= 1, got {p[name]}")
-    if not (p["lr"] > 0 and p["target_loss"] > 0):
-        raise UsageError("lr and target_loss must be > 0")
-    if ModelArgs.from_name(p["model"]).vocab_size < BYTE_VOCAB:
-        raise UsageError(f"model {p['model']} has fewer than {BYTE_VOCAB} tokens: byte tokens do not fit")
-
-
-ttq_wl.validate = validate_ttq
-EVAL_FRACTION = 0.1  # the held-out end of the text
-
-
-def train_to_target(trainer: Trainer, train: torch.Tensor, held_out: torch.Tensor, p: dict[str, Any],
-                    device: torch.device) -> dict[str, Any]:
-    """Train until the held-out loss <= target (evaluated every `eval_every` steps) or max_steps.
-    Wall time from the first step to the evaluation that met the target, evaluations included
-    (MLPerf Training's clock runs through its evaluations too)."""
-    gen = torch.Generator().manual_seed(p["seed"] + 3)
-    eval_set = tiling_windows(held_out, p["seq"]).to(device)
-    steps_s: list[float] = []
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for step in range(1, p["max_steps"] + 1):
-        batch = random_windows(train, p["batch"], p["seq"], gen).to(device)
-        t0 = time.perf_counter()
-        loss = float(trainer.step(batch[:, :-1], batch[:, 1:]))  # float(): the step is done (a sync)
-        steps_s.append(time.perf_counter() - t0)
-        if step % p["eval_every"] == 0 or step == p["max_steps"]:
-            with torch.no_grad(), trainer.autocast():
-                held = float(cross_entropy(trainer.model(eval_set[:, :-1]), eval_set[:, 1:]))
-            elapsed = time.perf_counter() - start
-            curve.append({"step": step, "elapsed_s": elapsed, "train_loss": loss, "eval_loss": held})
-            if held <= p["target_loss"]:
-                return {"reached": True, "steps": step, "time_s": elapsed, "steps_s": steps_s, "curve": curve}
-    return {"reached": False, "steps": p["max_steps"], "time_s": time.perf_counter() - start, "steps_s": steps_s,
-            "curve": curve}
-
-
-@ttq_wl.backend("torch", baseline=True, description="eager PyTorch, one process")
-def _ttq_torch(p: dict[str, Any], device: torch.device) -> Case:
-    validate_ttq(p)
-    args = ModelArgs.from_name(p["model"])
-    adamw = {**ADAMW, "lr": p["lr"]}
-    spec = TrainSpec(args, global_batch=p["batch"], seq=p["seq"], compute=p["compute"], seed=p["seed"], adamw=adamw)
-    ensure_fits(spec, Layout(), p["batch"], device)
-    text = shipped_text()
-    train, held_out = split_text(byte_tokens(text), EVAL_FRACTION)
-    if len(held_out) < p["seq"] + 1:
-        raise UsageError(f"seq {p['seq']} is longer than the held-out text ({len(held_out) - 1} bytes)")
-    tokens_per_step = p["batch"] * p["seq"]
-    details: dict[str, Any] = {"model": args.name, "text": TEXT_FILE, "text_bytes": len(text), "tokens": "UTF-8 bytes",
-                               "held_out_bytes": len(held_out), "target_loss": p["target_loss"],
-                               "optimizer": {"name": "AdamW", "lr": p["lr"]},
-                               "rule": "wall time from the first step to the first evaluation whose held-out loss "
-                                       "<= target_loss (MLPerf Training's time-to-target, one run)"}
-    if device.type == "cpu":
-        details["note"] = CPU_NOTE
-    energy_trainer = build_trainer(spec, device)  # the energy window keeps training this one
-    gen = torch.Generator().manual_seed(p["seed"] + 4)
-
-    def check() -> Check:
-        grads = grad_check(build_trainer(spec, device), random_windows(train, p["batch"], p["seq"], gen))
-        losses = loss_curve(build_trainer(spec, device), random_windows(train, p["batch"], p["seq"], gen), 3)
-        ok, detail = loss_decreases(losses)
-        details["gate"] = {"grad": grads.__dict__, "losses": losses}
-        return gate_check(grads.rel_error, grads.worst, ok, detail, spec.compute)
-
-    def measure(_timer_config: Any) -> CustomMeasurement:
-        run = train_to_target(build_trainer(spec, device), train, held_out, p, device)
-        details["curve"] = run["curve"]
-        if not run["reached"]:
-            best = min(c["eval_loss"] for c in run["curve"])
-            raise CheckFailed(f"held-out loss never reached {p['target_loss']} in {p['max_steps']} steps "
-                              f"(best {best:.3f}): no time-to-target")
-        metrics = {"time_to_target_s": run["time_s"], "steps_to_target": float(run["steps"]),
-                   "tokens_to_target": float(run["steps"] * tokens_per_step),
-                   "final_eval_loss": run["curve"][-1]["eval_loss"]}
-        return CustomMeasurement(run["steps_s"], metrics, {"sample": "seconds per training step (wall clock)"},
-                                 stop_reason="self-timed workload (trains to the target loss)")
-
-    batch = random_windows(train, p["batch"], p["seq"], gen).to(device)
-
-    def fn() -> torch.Tensor:
-        return energy_trainer.step(batch[:, :-1], batch[:, 1:])
-
-    return Case(fn=fn, check=check, measure=measure, work={"tokens": tokens_per_step}, dtype=_PEAK_DTYPE[p["compute"]],
-                details=details, cuda_graph_ok=False)
-

@@ -41,15 +41,12 @@ from aibench.models.train import (
     Trainer,
     TrainSpec,
     build_trainer,
-    check_args,
     fresh_peak,
-    grad_check,
-    loss_curve,
-    loss_decreases,
     peak_memory,
     read_dist_env,
     synthetic_tokens,
 )
+from aibench.models.train_check import check_args, grad_check, loss_curve, loss_decreases
 
 GROUP_TIMEOUT = timedelta(minutes=30)  # a blocked rank gives up (the parent stops the job sooner)
 COMMAND_TIMEOUT = timedelta(hours=2)  # a rank waits this long for the parent's next command
