@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,3 +42,23 @@ def test_nothing_to_contradict() -> None:
     assert system_findings({"system": {"accelerators_per_node": 8}, "environment": {}}) == []
     assert system_findings(_manifest({"accelerators_per_node": "8"}, ["NVIDIA H100"] * 8)) == []
     assert model_ids("HBM3 NPS1 PCIe Gen5") == set()
+
+
+def test_the_report_shows_the_mismatch_of_a_run_directory(tmp_path: Path) -> None:
+    from aibench.bundle.load import load_run
+    from aibench.report import build_report
+    from aibench.results.rundir import RunDir
+
+    def run(root: Path, claimed: str) -> Path:
+        r = RunDir.create(root, "t", {
+            "comparable": True, "preview": False, "device": {"spec": "cuda:0", "kind": "cuda", "name": "NVIDIA H100"},
+            "environment": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 8, "software": {"torch": "2.11.0"}},
+            "environment_sha256": "x", "system": {"accelerator_model_name": claimed, "accelerators_per_node": 8},
+            "suite": {"name": "gigafactory", "version": "1.0.0", "sha256": "ab" * 32, "mode": "full"}})
+        r.finish(complete=True)
+        return r.path
+
+    lying = build_report([load_run(run(tmp_path / "a", "NVIDIA B200-SXM-180GB"))])
+    assert any("SYSTEM_MISMATCH" in w and "B200" in w for w in lying.warnings)
+    honest = build_report([load_run(run(tmp_path / "b", "NVIDIA H100-SXM-80GB"))])
+    assert not any("SYSTEM_MISMATCH" in w for w in honest.warnings)
