@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -121,7 +122,7 @@ def _metric_findings(rec: dict[str, Any], rid: str) -> list[Finding]:
                     and math.isfinite(value) and value >= 0)]
 
 
-def parse_manifest(blob: bytes, max_depth: int) -> tuple[dict[str, Any] | None, list[Finding]]:
+def parse_manifest(blob: bytes | bytearray, max_depth: int) -> tuple[dict[str, Any] | None, list[Finding]]:
     try:
         doc = safejson.loads(blob, max_depth)
     except safejson.JsonRejected as e:
@@ -133,12 +134,23 @@ def parse_manifest(blob: bytes, max_depth: int) -> tuple[dict[str, Any] | None, 
     return (None if findings else doc), findings
 
 
-def parse_records(blob: bytes, max_depth: int) -> tuple[list[dict[str, Any]], int, list[Finding]]:
+def _lines(blob: bytes | bytearray) -> Iterator[bytes | bytearray]:
+    """The lines of `blob` one at a time: split() would copy all of a 100 MB file at once."""
+    start = 0
+    while start < len(blob):
+        end = blob.find(b"\n", start)
+        if end < 0:
+            end = len(blob)
+        yield blob[start:end]
+        start = end + 1
+
+
+def parse_records(blob: bytes | bytearray, max_depth: int) -> tuple[list[dict[str, Any]], int, list[Finding]]:
     """(schema-valid records, lines that hold a record, findings). Blank lines are ignored."""
     records: list[dict[str, Any]] = []
     findings: list[Finding] = []
     lines = 0
-    for number, line in enumerate(blob.split(b"\n"), start=1):
+    for number, line in enumerate(_lines(blob), start=1):
         if not line.strip():
             continue
         lines += 1
@@ -166,7 +178,7 @@ def parse_records(blob: bytes, max_depth: int) -> tuple[list[dict[str, Any]], in
     return records, lines, findings
 
 
-def parse_run(blobs: dict[str, bytes], max_depth: int) -> RunDocuments:
+def parse_run(blobs: dict[str, bytes | bytearray], max_depth: int) -> RunDocuments:
     docs = RunDocuments()
     if MANIFEST in blobs:
         docs.manifest, found = parse_manifest(blobs[MANIFEST], max_depth)

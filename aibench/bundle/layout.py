@@ -40,7 +40,12 @@ class Limits:
     max_member_bytes: int = 256 * _MiB
     max_total_bytes: int = 2048 * _MiB  # uncompressed tar stream, headers included
     max_members: int = 100_000
-    max_json_bytes: int = 64 * _MiB  # bundle.json, manifest.json, records.jsonl are held in memory
+    max_json_bytes: int = 64 * _MiB  # bundle.json and manifest.json are held in memory
+    # records.jsonl is held in memory too, and parsed a line at a time: 10k raw samples (the
+    # timer's cap) take ~200 kB a record, so 256 MiB holds ~1,300 records at the cap, several times
+    # a gigafactory run on an 8-GPU node (~50 entries x backends, most far below the cap).
+    # benchmarks/bench_verify.py verifies 114 MB of them: 3.2 s, 485 MiB peak (2 cores).
+    max_records_bytes: int = 256 * _MiB
     max_ratio: float = 200.0  # uncompressed / compressed; deflate tops out near 1032 on zeros
     max_header_bytes: int = 1 * _MiB  # pax / GNU long-name headers: a few hundred bytes in practice
     max_json_depth: int = 64

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from aibench.bundle.findings import Finding, error, shown, warning
-from aibench.bundle.layout import CHUNK, Limits, path_problem
+from aibench.bundle.layout import CHUNK, RECORDS, Limits, path_problem
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Tar headers and the zero padding of small files compress far better than 200:1, so the ratio
@@ -44,7 +44,7 @@ class Contents:
     """What one pass over a bundle saw. `complete` is False when a fatal finding stopped the pass."""
 
     digests: dict[str, MemberDigest] = field(default_factory=dict)
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    blobs: dict[str, bytes | bytearray] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     complete: bool = False
     compressed_bytes: int = 0
@@ -114,17 +114,24 @@ def _type_problem(m: tarfile.TarInfo) -> Finding | None:
 
 
 def _hash_member(tf: tarfile.TarFile, m: tarfile.TarInfo, keep: bool,
-                 limits: Limits) -> tuple[MemberDigest, bytes | None]:
+                 limits: Limits) -> tuple[MemberDigest, bytes | bytearray | None]:
     f = tf.extractfile(m)
     assert f is not None  # regular files always have a file object
-    h, size, parts = hashlib.sha256(), 0, []
-    keep = keep and m.size <= limits.max_json_bytes
+    h, size = hashlib.sha256(), 0
+    keep = keep and m.size <= _json_limit(m.name, limits)
+    # one growing buffer, not a list of chunks joined at the end: joining holds the member twice
+    held = bytearray() if keep else None
     while chunk := f.read(CHUNK):
         size += len(chunk)
         h.update(chunk)
-        if keep:
-            parts.append(chunk)
-    return MemberDigest(h.hexdigest(), size), (b"".join(parts) if keep else None)
+        if held is not None:
+            held += chunk
+    # records.jsonl stays a bytearray (parsed a line at a time); the small documents become bytes
+    return MemberDigest(h.hexdigest(), size), (bytes(held) if held is not None and m.name != RECORDS else held)
+
+
+def _json_limit(name: str, limits: Limits) -> int:
+    return limits.max_records_bytes if name == RECORDS else limits.max_json_bytes
 
 
 def _scan(tf: tarfile.TarFile, out: Contents, keep: frozenset[str], limits: Limits) -> None:
@@ -157,8 +164,9 @@ def _scan(tf: tarfile.TarFile, out: Contents, keep: frozenset[str], limits: Limi
         if blob is not None:
             out.blobs[name] = blob
         elif name in keep:
+            limit_name = "max_records_bytes" if name == RECORDS else "max_json_bytes"
             out.findings.append(error("json_too_large", f"{shown(name)!r} is {m.size} bytes "
-                                      f"(Limits.max_json_bytes = {limits.max_json_bytes})", member=name))
+                                      f"(Limits.{limit_name} = {_json_limit(name, limits)})", member=name))
 
 
 def _drain(tf: tarfile.TarFile) -> bool:

@@ -70,10 +70,10 @@ def _check_tree(value: Any, max_depth: int) -> None:
         stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list, float)))
 
 
-def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | bytearray | str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one JSON document or raise JsonRejected (codes: json_malformed, json_nonfinite, json_too_deep)."""
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     except UnicodeDecodeError as e:
         raise JsonRejected("json_malformed", f"not UTF-8: {e.reason} at byte {e.start}") from None
     try:

@@ -71,7 +71,7 @@ MODES: tuple[str, ...] = ("full", "quick", "preview")
 # are skipped with a reason); a name outside this set and the registry is a typo (an error).
 KNOWN_WORKLOADS: frozenset[str] = frozenset({
     "memory.copy", "memory.triad", "gemm", "attention.prefill", "attention.decode",
-    "llm.prefill", "llm.decode", "llm.serve", "vision.resnet50", "vision.vit_b16",
+    "llm.prefill", "llm.decode", "llm.serve", "llm.train", "llm.time_to_quality", "vision.resnet50", "vision.vit_b16",
     "collective.all_reduce", "collective.all_gather", "collective.reduce_scatter",
     "collective.all_to_all", "collective.broadcast",
 })

@@ -60,6 +60,23 @@ PARAMS = (
     Param("dtype", str, "bfloat16", "weights, activations and KV cache", choices=tuple(_DTYPES), preview="float32"),
     Param("weights", str, "", "Hugging Face checkpoint folder (config.json + safetensors); '' = random weights"),
     Param("seed", int, 0, "seed of the weights, prompts, lengths and arrivals"),
+    # The `openai` backend (aibench/workloads/llm_serve_openai.py): an OpenAI-compatible server over HTTP.
+    Param("endpoint", str, "", "openai backend: base URL of a running OpenAI-compatible server"),
+    Param("engine", str, "", "openai backend: start this server first", choices=("", "aibench", "vllm", "sglang")),
+    Param("engine_model", str, "", "openai backend: model the engine loads and requests name (default: model)"),
+    Param("engine_args", str, "", "openai backend: extra engine arguments (shell words)"),
+    Param("engine_timeout_s", float, 900.0, "openai backend: seconds to wait for the engine's /health"),
+    Param("api", str, "completions", "openai backend: endpoint", choices=("completions", "chat")),
+    Param("stream", bool, True, "openai backend: stream tokens (SSE)"),
+    Param("sharegpt", str, "", "openai backend: ShareGPT-format JSON file of prompts"),
+    Param("prefix_len", int, 0, "openai backend: shared-prefix prompts with this many shared tokens (0: off)"),
+    Param("num_prefixes", int, 1, "openai backend: distinct shared prefixes"),
+    Param("tokenizer", str, "", "openai backend: tokenizer.json to count ShareGPT lengths and check usage"),
+    Param("warmup_requests", int, 2, "openai backend: warm-up requests before the measured ones"),
+    Param("ramp_up", str, "", "openai backend: request-rate ramp, STRATEGY:START:END (linear or exponential)"),
+    Param("request_timeout_s", float, 600.0, "openai backend: seconds before a request counts as failed"),
+    Param("slo_e2el_ms", float, 0.0, "goodput SLO on end-to-end latency (ms; 0: none)"),
+    Param("num_gpus", int, 1, "GPUs behind the endpoint (throughput per GPU)"),
 )
 
 serve_wl = workload("llm.serve", "LLM online serving: TTFT, TPOT, ITL, throughput, goodput (continuous batching)",

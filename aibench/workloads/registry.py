@@ -45,6 +45,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "aibench.workloads.attention",
     "aibench.workloads.llm",
     "aibench.workloads.llm_serve",
+    "aibench.workloads.llm_serve_openai",
+    "aibench.workloads.llm_train",
+    "aibench.workloads.llm_ttq",
     "aibench.workloads.vision",
     "aibench.workloads.collectives",
 )
