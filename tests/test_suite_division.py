@@ -49,3 +49,26 @@ def test_lies_about_the_suite_are_errors() -> None:
 def test_a_custom_suite_is_open() -> None:
     m = {"suite": {"name": "my-own", "version": "1", "sha256": "cd" * 32, "entries": []}}
     assert division(m) == "open" and suite_findings(m, []) == []
+
+
+def test_a_re_signed_bundle_with_a_modified_suite_does_not_verify(tmp_path: Any) -> None:
+    from bundle_helpers import manifest, run_files, signed_bundle
+    from click.testing import CliRunner
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from aibench.bundle import keys, verify
+    from aibench.cli import cli
+
+    vendor = Ed25519PrivateKey.generate()
+    lying = _manifest()
+    lying["run_rules"]["min_samples"] = 1
+    shipped = {k: lying["suite"][k] for k in ("name", "version", "sha256", "mode")}
+    m = manifest(suite={**manifest()["suite"], **shipped}, run_rules={**manifest()["run_rules"], "min_samples": 1})
+    path = signed_bundle(tmp_path / "b.tar.gz", run_files(m), key=vendor)
+    report = verify(path, vendor.public_key())
+    assert not report.valid and "suite_modified" in report.codes
+    assert report.summary["division"] == "closed"
+    pub = tmp_path / "vendor.pub"
+    pub.write_bytes(keys.public_pem(vendor.public_key()))
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(path), "--pubkey", str(pub)])
+    assert result.exit_code == 1 and "suite_modified" in result.output
