@@ -75,9 +75,10 @@ def record(entry: str = "gemm-small", workload: str = "gemm", backend: str = "to
         "correctness": {"checked": True, "passed": True, "rel_error": 1e-4, "tolerance": 1e-2},
         # n, median and total_s derived from the samples, as the timer does (verify checks n and total_s)
         "timing": {"method": "cuda_event", "samples_s": samples, "n": len(samples), "median": stats.median(samples),
-                   "converged": True, "stop_reason": "converged", "total_s": sum(samples), "rel_stderr_median": 0.002},
+                   "converged": True, "stop_reason": "converged", "total_s": sum(samples), "rel_stderr_median": stats.rel_stderr_median(samples)},
+        # consistent with work and samples: verify recomputes derived numbers (results/recompute.py)
         "metrics": {"tflops": 12.5, "latency_ms": 1.01},
-        "unavailable": {}, "work": {"flops": 2 * 64**3}, "details": {},
+        "unavailable": {}, "work": {"flops": 12.5e12 * stats.median(samples)}, "details": {},
         "telemetry": {"available": False, "reason": "no NVML"},
         "environment": ENV_SHA,
         "started_at": "2025-01-01T00:00:01.000+00:00", "finished_at": "2025-01-01T00:00:02.000+00:00",

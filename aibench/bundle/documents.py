@@ -6,7 +6,6 @@ keeps verification of a large bundle bound by hashing speed.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from aibench.bundle import safejson
 from aibench.bundle.findings import Finding, error, shown
 from aibench.bundle.layout import MANIFEST, RECORDS
 from aibench.measure.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
-from aibench.measure.records import record_schema
+from aibench.measure.records import bad_sample as _bad_sample
+from aibench.measure.records import passes_record_schema, record_validator
 
 MANIFEST_SCHEMA_VERSION = 1
 _MAX_SCHEMA_ERRORS = 5  # per document: one broken record must not bury the report in findings
@@ -31,56 +31,6 @@ _MAX_SCHEMA_ERRORS = 5  # per document: one broken record must not bury the repo
 def manifest_validator() -> jsonschema.Draft202012Validator:
     text = resources.files("aibench.schemas").joinpath("manifest.schema.json").read_text(encoding="utf-8")
     return jsonschema.Draft202012Validator(json.loads(text))
-
-
-# A record keeps up to 10k raw samples (TimerConfig.max_samples). Validated as written, such a
-# record costs ~60 ms: jsonschema spends ~5 µs per samples_s item, and the null branch of
-# timing's oneOf builds an error message holding repr() of the whole timing object. So the copy
-# we validate against differs in two ways that accept exactly the same documents:
-#   timing: oneOf [null, object] -> anyOf [object, null] (the branches exclude each other, and
-#           anyOf stops at the first branch that matches);
-#   samples_s items {"type": "number", "exclusiveMinimum": 0} -> checked by _bad_sample.
-# When the record schema changes shape, the rewrite is skipped and the full schema is used.
-_SAMPLE_RULE = {"type": "number", "exclusiveMinimum": 0}
-
-
-@cache
-def _fast_record_schema() -> tuple[dict[str, Any], bool]:
-    """(schema to validate records with, whether samples_s items must be checked by _bad_sample)."""
-    original = record_schema()
-    schema = copy.deepcopy(original)
-    try:
-        timing = schema["properties"]["timing"]
-        branches = timing["oneOf"]
-        kinds = [b.get("type") for b in branches]
-        if sorted(kinds) != ["null", "object"] or len(timing) != 1:
-            return original, False
-        obj = branches[kinds.index("object")]
-        samples = obj["properties"]["samples_s"]
-    except (KeyError, TypeError, AttributeError):
-        return original, False
-    if samples.get("items") != _SAMPLE_RULE:
-        return original, False
-    del samples["items"]
-    schema["properties"]["timing"] = {"anyOf": [obj, {"type": "null"}]}
-    return schema, True
-
-
-@cache
-def record_validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(_fast_record_schema()[0])
-
-
-def _bad_sample(rec: dict[str, Any]) -> int | None:
-    """Index of the first samples_s item that breaks the schema's items rule (a number > 0)."""
-    timing = rec.get("timing")
-    samples = timing.get("samples_s") if isinstance(timing, dict) else None
-    if not isinstance(samples, list) or not samples or not _fast_record_schema()[1]:
-        return None
-    # set(map(type)) and min() run in C; type(), not isinstance: JSON true is not a number
-    if set(map(type, samples)) <= {int, float} and min(samples) > 0:
-        return None
-    return next(i for i, x in enumerate(samples) if type(x) not in (int, float) or x <= 0)
 
 
 @dataclass
@@ -166,7 +116,9 @@ def parse_records(blob: bytes | bytearray, max_depth: int) -> tuple[list[dict[st
             continue
         rid = rec["id"] if isinstance(rec.get("id"), str) else where
         what = f"record {shown(rid)!r}"
-        problems = _metric_findings(rec, rid) + _schema_findings(record_validator(), rec, what, RECORDS, rid)
+        problems = _metric_findings(rec, rid)
+        if not passes_record_schema(rec):  # the compiled check's verdict; jsonschema names the errors
+            problems += _schema_findings(record_validator(), rec, what, RECORDS, rid)
         bad = _bad_sample(rec)
         if bad is not None:
             problems.append(error("schema_invalid", f"{what} at $.timing.samples_s[{bad}]: "

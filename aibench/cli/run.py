@@ -48,7 +48,9 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
       aibench run memory.copy --device cpu --json
       aibench run gemm -p m=8192 -p n=8192 -p k=8192 -p dtype=bfloat16
     """
+    from aibench.collectives.ranked import follow, stop_followers
     from aibench.device.devices import resolve
+    from aibench.suite.launched import join_launched
     from aibench.suite.session import Session, timer_config
     from aibench.workloads.registry import get
 
@@ -59,6 +61,13 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
     wl.resolve_params(overrides, preview=resolve(device_spec).type == "cpu")
     for name in backends:
         wl.get_backend(name)
+    group = join_launched(device_spec)  # torchrun / srun: this process is one rank of the job
+    if group is not None and not group.is_leader:
+        try:
+            code = follow(group)  # rank 0 runs the command and writes everything
+        finally:
+            group.finish()
+        raise click.exceptions.Exit(code)
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         timer = timer_config(session.rules, min_time_s=min_time, max_time_s=max_time,
@@ -74,6 +83,9 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
             raise click.ClickException(f"interrupted{kept}") from None
     finally:
         session.close()
+        if group is not None:
+            stop_followers(group)
+            group.finish()
     if json_:
         print_json(records)
     else:

@@ -8,6 +8,7 @@ until told to stop:
     check             fill known values, run the collective once, compare every output element
     measure(Plan)     calibrate on rank 0, broadcast (warm-up, iterations), time each iteration
     burst(k)          k more iterations (the energy window's unit of work)
+    transport         what carried the data: NCCL's own report (NCCL_DEBUG=INFO); unavailable on gloo
 
 Every reply goes to one result queue as (status, rank, seq, payload, traceback). After an error
 the rank stops serving: the group is out of step (a peer is blocked inside a collective), so the
@@ -21,16 +22,20 @@ import multiprocessing
 import os
 import queue
 import signal
+import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from aibench.collectives.transport import GLOO_TRANSPORT, nccl_transport, prepare_nccl_debug
 from aibench.core.errors import first_line
 
 # A rank blocked in a collective gives up after this (the parent kills it well before).
@@ -134,8 +139,10 @@ def pattern(seed: int, start: int, length: int, amp: int, device: torch.device) 
 class _Rank:
     """One rank's buffers and loops for one OpSpec."""
 
-    def __init__(self, spec: OpSpec, rank: int, n: int, device: torch.device, fault: str) -> None:
+    def __init__(self, spec: OpSpec, rank: int, n: int, device: torch.device, fault: str,
+                 on_sync: Callable[[], None] | None = None) -> None:
         self.spec, self.rank, self.n, self.device, self.fault = spec, rank, n, device, fault
+        self.on_sync = on_sync  # counts this rank's sync points (a launched job's hang diagnosis)
         self.dtype = getattr(torch, spec.dtype)
         n_in, n_out, self.chunk = layout(spec.op, spec.total_bytes, self.dtype, n)
         gen = torch.Generator(device=device).manual_seed(1000 + rank)
@@ -175,6 +182,8 @@ class _Rank:
 
     def _barrier(self) -> None:
         self._sync()
+        if self.on_sync is not None:
+            self.on_sync()
         if self.device.type == "cuda":
             dist.barrier(device_ids=[self.device.index])
         else:
@@ -308,12 +317,21 @@ class _Rank:
             self.since_refill = 0
 
 
+def transport(device: torch.device) -> dict[str, Any]:
+    """The transport this rank's collectives used: NCCL's own report; unavailable on gloo."""
+    if device.type != "cuda":
+        return dict(GLOO_TRANSPORT)
+    return nccl_transport()
+
+
 def _serve(rank: int, world: int, device: torch.device, cmd: str, arg: Any, state: _Rank | None,
-           fault: str) -> tuple[Any, _Rank | None]:
+           fault: str, on_sync: Callable[[], None] | None = None) -> tuple[Any, _Rank | None]:
+    if cmd == "transport":
+        return transport(device), state
     if cmd == "prepare":  # the caller has dropped the previous op's buffers
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        state = _Rank(arg, rank, world, device, fault)
+        state = _Rank(arg, rank, world, device, fault, on_sync)
         state.iterate(1)  # connection setup / NCCL lazy init happens on the first call
         estimate = state.iterate(2)
         return {"iteration_s": max(estimate), "size_bytes": state.chunk * world * state.dtype.itemsize,
@@ -365,7 +383,12 @@ def worker_main(rank: int, world: int, port: int, device_type: str, commands: An
     try:
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(port)
+        # Under torchrun (a one-rank job: a larger one runs its ranks in place, aibench.collectives.ranked)
+        # the spawned ranks inherited the agent's store flag: env:// would then make even rank 0
+        # a client of a store nobody serves on this port, and every rank waited for it.
+        os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
         if device_type == "cuda":
+            prepare_nccl_debug(Path(tempfile.gettempdir()) / f"aibench-nccl-{port}")
             torch.cuda.set_device(rank)
             device, backend = torch.device("cuda", rank), "nccl"  # RCCL on ROCm builds
         else:

@@ -16,6 +16,7 @@ from aibench.device.env import collect_environment, environment_sha256
 from aibench.measure.runner import RunOptions
 from aibench.measure.timer import TimerConfig
 from aibench.results.rundir import RunDir
+from aibench.suite.launched import distributed_block
 from aibench.suite.model import RunRules
 from aibench.telemetry import open_telemetry
 from aibench.workloads.registry import get
@@ -95,6 +96,7 @@ class Session:
             "system": None,
             "suite": None,
             "telemetry": telemetry,
+            **({"distributed": block} if (block := distributed_block()) else {}),
             **extra,
         }
 
@@ -140,9 +142,15 @@ class Session:
         return written
 
     def record_overhead(self) -> None:
+        self.record_distributed()
         if self.run_dir is not None and self.telemetry is not None and self.telemetry.available:
             self.run_dir.update(telemetry={**self.run_dir.manifest["telemetry"],
                                            "overhead": self.telemetry.overhead()})
+
+    def record_distributed(self) -> None:
+        """A launched job's ranks and failures, as they stand now (rank 0 writes them)."""
+        if self.run_dir is not None and (block := distributed_block()) is not None:
+            self.run_dir.update(distributed=block)
 
     def close(self) -> None:
         if self.telemetry is not None:

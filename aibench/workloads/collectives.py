@@ -23,7 +23,9 @@ import torch
 import torch.distributed as dist
 
 from aibench.collectives.busbw import algbw, bus_factor, busbw, shortfall_note
+from aibench.collectives.group import current
 from aibench.collectives.launch import RankPool, plan_from_timer
+from aibench.collectives.ranked import GroupPool
 from aibench.collectives.worker import OpSpec, burst_iterations
 from aibench.core import stats
 from aibench.core.checks import Check
@@ -125,8 +127,9 @@ def merge_checks(per_rank: list[dict[str, Any]]) -> Check:
 
 def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
     validate_params(p)
-    world = world_size(p["ranks"], device)
-    pool = RankPool(world, device.type)
+    group = current()  # a launched job (torchrun, srun): its ranks run the collective, rank 0 drives
+    world = group.world if group is not None else world_size(p["ranks"], device)
+    pool: Any = GroupPool(group, device.type) if group is not None else RankPool(world, device.type)
     try:
         info = pool.prepare(OpSpec(op, p["size_mib"] * MIB, p["dtype"]))
     except BaseException:
@@ -134,11 +137,16 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
         raise
     size = int(info["size_bytes"])
     burst = burst_iterations(info["iteration_s"])
-    names = ([torch.cuda.get_device_name(i) for i in range(world)] if device.type == "cuda" else ["cpu"] * world)
+    if group is not None:
+        names = [m.device_name for m in group.members]
+    else:
+        names = ([torch.cuda.get_device_name(i) for i in range(world)] if device.type == "cuda" else ["cpu"] * world)
     details: dict[str, Any] = {
         "op": op, "ranks": world, "size_bytes": size, "dtype": p["dtype"], "backend": pool.backend,
         "input_elements_per_rank": info["input_elements"], "output_elements_per_rank": info["output_elements"],
         "bus_factor": bus_factor(op, world), "devices": names,
+        "hosts": group.hosts if group is not None else None,
+        "launcher": group.env.launcher if group is not None else None,
         "sample": "seconds per iteration, the slowest rank's (max over ranks)",
         "energy_fn": f"{burst} iterations per call, run by the ranks",
     }

@@ -1,0 +1,154 @@
+"""Derived numbers recomputed from raw samples, and facts checked against each other.
+
+A vendor that signs its own bundle can write any median or TFLOP/s it likes: the buyer's side
+recomputes every summary with the pure functions the timer used (core/stats.py) and every rate
+from the record's work at its median. Torch-free: bundle.verify, report and compare import it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aibench.core import stats
+
+# Recomputed with the same pure functions on the same floats (JSON keeps floats exactly), the
+# numbers agree bit for bit; 1e-9 relative only absorbs a platform's last-bit libm differences.
+REL_TOL = 1e-9
+
+_SUMMARY = ("n", "median", "mean", "stdev", "min", "max", "p5", "p25", "p75", "p95", "mad",
+            "ci95_median", "rel_noise", "rel_stderr_median")
+
+
+def _differs(got: Any, want: Any) -> bool:
+    if isinstance(want, list):
+        return not isinstance(got, list) or len(got) != len(want) or any(_differs(g, w) for g, w in zip(got, want))
+    if not isinstance(got, (int, float)) or isinstance(got, bool):
+        return True
+    if math.isinf(want) or math.isinf(got):
+        return got != want
+    return not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=0.0)
+
+
+def summary_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """("summary_mismatch", why) for each summary statistic that its samples_s do not give."""
+    timing = rec.get("timing")
+    if rec.get("status") != "ok" or not isinstance(timing, dict):
+        return []
+    samples = timing.get("samples_s")
+    if not isinstance(samples, list) or not samples:
+        return [("summary_mismatch", "the timing has no raw samples_s to recompute its summary from")]
+    want = stats.summarize(samples)
+    out = []
+    for name in _SUMMARY:
+        if name in timing and _differs(timing[name], want[name]):
+            out.append(("summary_mismatch", f"timing.{name} is {timing[name]!r}, its samples_s give {want[name]!r}"))
+    return out
+
+
+def expected_metrics(rec: dict[str, Any]) -> dict[str, float]:
+    """The rates runner.derive_metrics gives from the record's work at the median of its samples.
+    Self-timed records (method "custom", a serving loop) own their rates: none expected here."""
+    timing = rec.get("timing")
+    if not isinstance(timing, dict) or timing.get("method") == "custom" or not timing.get("samples_s"):
+        return {}
+    median = stats.median(timing["samples_s"])
+    if median <= 0:
+        return {}
+    work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
+    out: dict[str, float] = {}
+    for unit, amount in work.items():
+        if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+            if unit == "flops":
+                out["tflops"] = amount / median / 1e12
+            elif unit == "bytes":
+                out["gbps"] = amount / median / 1e9
+            else:
+                out[f"{unit}_per_s"] = amount / median
+    return out
+
+
+def metric_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    if rec.get("status") != "ok":
+        return []
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    out = []
+    for name, want in expected_metrics(rec).items():
+        if name in metrics and _differs(metrics[name], want):
+            out.append(("metric_mismatch", f"metrics.{name} is {metrics[name]!r}, the samples and work give {want!r}"))
+    return out
+
+
+def _no_gpu(env: dict[str, Any]) -> str | None:
+    """Why the environment fingerprint shows no GPU, or None when it shows one."""
+    software = env.get("software") if isinstance(env.get("software"), dict) else {}
+    torch_v = software.get("torch")
+    if isinstance(torch_v, str) and torch_v.endswith("+cpu"):
+        return f"a CPU-only torch build ({torch_v})"
+    if "gpus" in env and not env.get("gpus"):
+        return "an environment with no GPU"
+    return None
+
+
+def fact_problems(rec: dict[str, Any], manifest: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """("fact_contradiction", why): claims that the record's own device or environment refutes."""
+    out: list[tuple[str, str]] = []
+    device = rec.get("device") if isinstance(rec.get("device"), dict) else {}
+    env = (manifest or {}).get("environment")
+    env = env if isinstance(env, dict) else {}
+    why = "a CPU device" if device.get("kind") == "cpu" else _no_gpu(env)
+    if why is not None:
+        # Only a Triton backend runs in the interpreter without a GPU; torch on a CPU is not interpreted.
+        triton = str(rec.get("backend", "")).split(".")[0] == "triton"
+        for name, honest in (("comparable", False), ("preview", True), ("interpreted", True)):
+            if name == "interpreted" and not triton:
+                continue
+            if name in rec and rec[name] is not honest and rec[name] is not None:
+                out.append(("fact_contradiction", f"{name}: {rec[name]!r} on {why}"))
+    gpus = env.get("gpus")
+    if device.get("kind") == "cuda" and isinstance(gpus, list) and gpus:
+        names = {g.get("name") for g in gpus if isinstance(g, dict)}
+        if device.get("name") not in names:
+            out.append(("device_mismatch", f"device {device.get('name')!r} is not among the environment's GPUs "
+                                           f"{sorted(str(n) for n in names)}"))
+    if device.get("kind") == "cuda" and "gpus" in env and not gpus:
+        out.append(("device_mismatch", "the record ran on a CUDA device, the environment fingerprint has no GPU"))
+    corr = rec.get("correctness") if isinstance(rec.get("correctness"), dict) else {}
+    err, tol = corr.get("rel_error"), corr.get("tolerance")
+    if corr.get("passed") is True and isinstance(err, (int, float)) and isinstance(tol, (int, float)) \
+            and not err <= tol:
+        out.append(("correctness_contradiction", f"correctness passed with rel_error {err!r} above its tolerance {tol!r}"))
+    return out
+
+
+def manifest_problems(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """A run claiming comparable: true or preview: false where its environment has no GPU."""
+    env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
+    why = _no_gpu(env)
+    if why is None:
+        return []
+    return [("fact_contradiction", f"the run claims {name}: {manifest[name]!r} on {why}")
+            for name, honest in (("comparable", False), ("preview", True))
+            if name in manifest and manifest[name] is not honest]
+
+
+def record_problems(rec: dict[str, Any], manifest: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Every (code, why) that makes this record's numbers untrustworthy; empty for an honest one."""
+    return [*summary_problems(rec), *metric_problems(rec), *fact_problems(rec, manifest)]
+
+
+REFUSING_CODES = frozenset({"summary_mismatch", "metric_mismatch", "fact_contradiction", "device_mismatch",
+                            "correctness_contradiction"})
+
+
+def refused(records: list[dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The records with each untrustworthy one turned into status "invalid" with the reason, its
+    numbers dropped: a reader lists it as refused, never shows its numbers."""
+    out = []
+    for rec in records:
+        problems = record_problems(rec, manifest)
+        if problems:
+            rec = {**rec, "status": "invalid", "metrics": {}, "timing": None,
+                   "reason": "refused: " + "; ".join(f"{c}: {m}" for c, m in problems)}
+        out.append(rec)
+    return out

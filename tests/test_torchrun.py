@@ -1,0 +1,51 @@
+"""aibench as ranks of a real torchrun job (gloo on the CPU), through a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aibench.collectives.launcher_env import LauncherEnvError, launcher_env
+
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
+                                                                              "MASTER_ADDR", "MASTER_PORT")}
+
+
+def test_torchrun_all_reduce_reports_busbw(tmp_path: Path) -> None:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "run", "collective.all_reduce",
+           "--device", "cpu", "--json", "--no-telemetry", "-o", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_clean_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads(proc.stdout)  # rank 0 alone prints: stdout is one JSON document
+    assert len(records) == 1 and records[0]["status"] == "ok"
+    assert records[0]["metrics"]["busbw_gbps"] > 0
+    assert records[0]["details"]["launcher"] == "torchrun"
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = manifest["distributed"]
+    assert block["world_size"] == 2 and block["backend"] == "gloo" and not block["partial"]
+    assert [m["rank"] for m in block["ranks"]] == [0, 1] and all(m["host"] for m in block["ranks"])
+
+
+def test_launcher_env_detection() -> None:
+    assert launcher_env({}) is None
+    env = launcher_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "29500",
+                        "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0", "TORCHELASTIC_RUN_ID": "x"}, hostname="n1")
+    assert env is not None and (env.launcher, env.rank, env.world_size, env.nnodes) == ("torchrun", 1, 2, 1)
+    slurm = launcher_env({"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0",
+                          "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "123456", "SLURM_NODEID": "1",
+                          "SLURM_TASKS_PER_NODE": "2(x2)"}, hostname="gpu08")
+    assert slurm is not None and (slurm.master_addr, slurm.master_port, slurm.local_world_size) == ("gpu07", 18456, 2)
+    with pytest.raises(LauncherEnvError):
+        launcher_env({"RANK": "0", "WORLD_SIZE": "2"})
