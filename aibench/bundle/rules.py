@@ -14,6 +14,8 @@ from typing import Any
 
 from aibench.bundle.findings import Finding, error, shown, warning
 from aibench.bundle.layout import MANIFEST, RECORDS, RUN_PREFIX
+from aibench.bundle.suite_check import suite_findings
+from aibench.bundle.system_check import system_findings
 from aibench.core.jsonutil import canonical_sha256
 
 
@@ -181,7 +183,8 @@ def record_findings(rec: dict[str, Any], rules: dict[str, Any], members: Iterabl
 def run_findings(manifest: dict[str, Any], records: list[dict[str, Any]], members: Iterable[str]) -> list[Finding]:
     """All run-rule findings for a schema-valid manifest and its schema-valid records."""
     members = set(members)
-    out = manifest_findings(manifest) + coverage_findings(manifest, records)
+    out = manifest_findings(manifest) + system_findings(manifest) + suite_findings(manifest, records)
+    out += coverage_findings(manifest, records)
     seen: set[tuple[str | None, str]] = set()
     for rec in records:
         key = (rec.get("entry"), rec["id"])

@@ -30,6 +30,7 @@ from aibench.bundle.layout import (
 )
 from aibench.bundle.reader import Contents, MemberDigest, read_bundle
 from aibench.bundle.rules import run_findings
+from aibench.bundle.suite_check import division
 from aibench.core.errors import BundleError
 
 _KEEP = frozenset({BUNDLE_JSON, SIGNATURE, PUBLIC_KEY, MANIFEST, RECORDS})
@@ -123,7 +124,7 @@ def signature_findings(blobs: dict[str, bytes], trusted: tuple[Ed25519PublicKey,
 # Every key of `summary` is always there (null when the bundle did not let verify learn it):
 # scripts read it by key, and a broken bundle must not turn that into a KeyError.
 _SUMMARY_FACTS = ("aibench_version", "signed", "signer", "records", "statuses", "run_id", "suite", "complete",
-                  "preview", "comparable")
+                  "preview", "comparable", "division")
 
 
 def _summary_of_run(docs: RunDocuments, has_records: bool, summary: dict[str, Any]) -> None:
@@ -136,7 +137,8 @@ def _summary_of_run(docs: RunDocuments, has_records: bool, summary: dict[str, An
     if docs.manifest is not None:
         m = docs.manifest
         summary.update(run_id=shown(m["run_id"]), suite=None if m["suite"] is None else shown(m["suite"]["name"]),
-                       complete=m["complete"], preview=m["preview"], comparable=m["comparable"])
+                       complete=m["complete"], preview=m["preview"], comparable=m["comparable"],
+                       division=division(m))
 
 
 def _check(contents: Contents, trusted: tuple[Ed25519PublicKey, ...], limits: Limits,

@@ -148,7 +148,7 @@ def verify_command(ctx: click.Context, bundle: Path, pubkeys: tuple[Path, ...], 
         if report.warnings:
             console.print(_findings_table(f"{len(report.warnings)} warning(s)", "bold yellow", report.warnings))
         s = report.summary
-        facts = ", ".join(f"{k}={escape(str(s[k]))}" for k in ("run_id", "suite", "records", "signer")
+        facts = ", ".join(f"{k}={escape(str(s[k]))}" for k in ("run_id", "suite", "division", "records", "signer")
                           if s.get(k) is not None)
         verdict = "[bold green]VALID[/]" if report.valid else "[bold red]INVALID[/]"
         console.print(f"{verdict} {escape(str(bundle))}: {len(report.errors)} error(s), "

@@ -56,6 +56,9 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
         raise CliUsageError("--json goes with --plan (a run's records are in its run directory, records.jsonl)")
     suite = load_suite(suite_ref)
     if plan_only:
+        if system_file is not None:  # a plan is the place to find a bad file, before hours of measuring
+            from aibench.device.system import validate_system_file
+            validate_system_file(system_file)
         _print_plan(suite, device_spec, quick, json_)
         return
     session = Session.open(device_spec, telemetry=telemetry)

@@ -167,7 +167,8 @@ def _problems(fields: dict[str, Any]) -> list[str]:
             continue
         name = ".".join(str(p) for p in error.absolute_path) or "(description)"
         if name in _COUNT_FIELDS:
-            out.append(f"{name}: expected a whole number >= 1, got {error.instance!r}")
+            least = 0 if name == "accelerators_per_node" else 1  # 0: a CPU-only system, as MLPerf allows
+            out.append(f"{name}: expected a whole number >= {least}, got {error.instance!r}")
         else:
             out.append(f"{name}: {error.message}")
     return out
@@ -190,3 +191,25 @@ def _pcie(gpu: dict[str, Any]) -> str | None:
 
 def _norm(value: Any) -> str:
     return str(value).strip().lower()
+
+
+# The fields fields_from_environment can fill at run time: a file may leave them out.
+_ENV_FILLED = ("accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
+               "accelerator_host_interconnect", "host_processor_model_name", "host_processors_per_node",
+               "host_processor_core_count", "host_memory_capacity", "operating_system", "framework",
+               "other_software_stack")
+
+
+def validate_system_file(path: str | Path) -> dict[str, Any]:
+    """Check a system description file without an environment (`suite --plan --system FILE`).
+
+    The same errors as a run gives, except for the fields a run fills from the fingerprint.
+    """
+    given = read_system_file(path)
+    problems = _problems(given)
+    missing = [f for f in required_fields() if f not in given and f not in _ENV_FILLED]
+    if missing or problems:
+        lines = [f"missing required fields: {', '.join(missing)}"] if missing else []
+        lines.extend(problems)
+        raise SystemDescriptionError(f"system description {path}: " + "; ".join(lines), missing, problems)
+    return given

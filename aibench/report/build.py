@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aibench.bundle.system_check import system_findings
 from aibench.core.errors import UsageError
 from aibench.core.text import printable
 from aibench.report import tco
@@ -332,6 +333,8 @@ def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
                               for x in _d(r["telemetry"]["throttle"]).get("reasons_seen") or [] if x != "GpuIdle"})
             out.append(f"{s.label}: THROTTLED during {len(throttled)} measurement(s) "
                        f"({', '.join(reasons) or 'reason not reported'}): clocks were held below full speed")
+        if not run.source.endswith(".tar.gz"):  # a bundle with this error was refused already (bundle/load.py)
+            out += [f"{s.label}: {f.code.upper()}: {f.message}" for f in system_findings(run.manifest)]
         if s.description_missing:
             out.append(f"{s.label}: the system description lacks {s.description_missing} required field(s)")
     seen_ids: dict[str, str] = {}
