@@ -80,7 +80,33 @@ def _shutdown(procs: list[Any], commands: list[Any], results: Any, grace_s: floa
         q.close()
 
 
-class RankPool:
+class RankCommands:
+    """The collective commands every rank runs, over a pool's `request` (this node's spawned ranks,
+    or a launcher's: collectives/ranked.py)."""
+
+    def request(self, cmd: str, arg: Any, timeout_s: float) -> list[Any]:
+        raise NotImplementedError
+
+    def prepare(self, spec: OpSpec) -> dict[str, Any]:
+        """Allocate the buffers of one collective; rank 0's layout and the slowest estimate."""
+        replies = self.request("prepare", spec, PREPARE_TIMEOUT_S)
+        return {**replies[0], "iteration_s": max(r["iteration_s"] for r in replies)}
+
+    def check(self) -> list[dict[str, Any]]:
+        return self.request("check", None, CHECK_TIMEOUT_S)
+
+    def measure(self, plan: Plan) -> list[dict[str, Any]]:
+        # The count is capped by max_time_s, but min_samples is a hard floor past it: be generous.
+        timeout = 120.0 + 4.0 * (plan.warmup_s + plan.max_time_s)
+        return self.request("measure", plan, timeout)
+
+    def burst(self, iterations: int, per_iter_s: float) -> float:
+        """Run `iterations` more collectives; the slowest rank's wall time."""
+        timeout = 120.0 + 10.0 * iterations * per_iter_s
+        return max(r["seconds"] for r in self.request("burst", iterations, timeout))
+
+
+class RankPool(RankCommands):
     """`world_size` spawned ranks in one process group (NCCL on "cuda", gloo on "cpu").
 
         with RankPool(2, "cpu") as pool:
@@ -144,24 +170,6 @@ class RankPool:
         for q in self._commands:
             q.put((self._seq, cmd, arg))
         return self._gather(self._seq, cmd, timeout_s)
-
-    def prepare(self, spec: OpSpec) -> dict[str, Any]:
-        """Allocate the buffers of one collective; rank 0's layout and the slowest estimate."""
-        replies = self.request("prepare", spec, PREPARE_TIMEOUT_S)
-        return {**replies[0], "iteration_s": max(r["iteration_s"] for r in replies)}
-
-    def check(self) -> list[dict[str, Any]]:
-        return self.request("check", None, CHECK_TIMEOUT_S)
-
-    def measure(self, plan: Plan) -> list[dict[str, Any]]:
-        # The count is capped by max_time_s, but min_samples is a hard floor past it: be generous.
-        timeout = 120.0 + 4.0 * (plan.warmup_s + plan.max_time_s)
-        return self.request("measure", plan, timeout)
-
-    def burst(self, iterations: int, per_iter_s: float) -> float:
-        """Run `iterations` more collectives; the slowest rank's wall time."""
-        timeout = 120.0 + 10.0 * iterations * per_iter_s
-        return max(r["seconds"] for r in self.request("burst", iterations, timeout))
 
     # ------------------------------------------------------------------ replies
 

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aibench.collectives.group import GroupAborted, RankFailure, RankGroup
-from aibench.collectives.launch import CHECK_TIMEOUT_S, PREPARE_TIMEOUT_S, RankError
+from aibench.collectives.launch import RankCommands, RankError
 from aibench.collectives.worker import OpSpec, Plan, _Rank, _serve
 from aibench.core.errors import first_line
 
@@ -45,7 +45,7 @@ def _decode(cmd: str, arg: Any) -> Any:
     return arg
 
 
-class GroupPool:
+class GroupPool(RankCommands):
     """RankPool's interface over the ranks of a launched job (this process is rank 0)."""
 
     def __init__(self, group: RankGroup, device_type: str) -> None:
@@ -113,20 +113,6 @@ class GroupPool:
         g.record_failures(failures)
         g.abort("; ".join(f["reason"] for f in failures))
         raise RankError("; ".join(f["reason"] for f in failures))
-
-    def prepare(self, spec: OpSpec) -> dict[str, Any]:
-        replies = self.request("prepare", spec, PREPARE_TIMEOUT_S)
-        return {**replies[0], "iteration_s": max(r["iteration_s"] for r in replies)}
-
-    def check(self) -> list[dict[str, Any]]:
-        return self.request("check", None, CHECK_TIMEOUT_S)
-
-    def measure(self, plan: Plan) -> list[dict[str, Any]]:
-        return self.request("measure", plan, 120.0 + 4.0 * (plan.warmup_s + plan.max_time_s))
-
-    def burst(self, iterations: int, per_iter_s: float) -> float:
-        timeout = 120.0 + 10.0 * iterations * per_iter_s
-        return max(r["seconds"] for r in self.request("burst", iterations, timeout))
 
     def transport(self) -> list[dict[str, Any]]:
         return self.request("transport", None, 60.0)
