@@ -9,13 +9,24 @@ import pytest
 
 from aibench.bundle.suite_check import division, suite_findings
 from aibench.suite.load import load_suite
+from aibench.suite.model import PlanContext
 
 
 def _manifest(name: str = "smoke", mode: str = "full") -> dict[str, Any]:
+    """The suite block as a run writes it: one entry per planned case (a sweep's cases are
+    "entry/param=..."), each naming its suite entry (suite/run.py)."""
     s = load_suite(name)
+    plan = s.plan(mode, PlanContext())
     return {"suite": {"name": s.name, "version": s.version, "sha256": s.sha256, "source": f"builtin:{name}",
-                      "mode": mode, "entries": [{"id": e.id} for e in s.entries]},
+                      "mode": mode, "entries": [{"id": c.case_id, "entry": c.entry_id} for c in plan]},
             "run_rules": s.rules_for(mode).as_dict()}
+
+
+def test_sweep_cases_account_for_their_entry() -> None:
+    m = _manifest("gigafactory", "preview")
+    swept = {e["entry"] for e in m["suite"]["entries"] if e["id"] != e["entry"]}
+    assert swept, "the gigafactory preview plan has sweep or shape-set entries"
+    assert suite_findings(m, []) == []
 
 
 @pytest.mark.parametrize("name", ["smoke", "ci", "gigafactory"])
@@ -41,7 +52,8 @@ def test_lies_about_the_suite_are_errors() -> None:
     found = suite_findings(m, [])
     assert [f.code for f in found] == ["suite_modified"] and "min_samples = 1" in found[0].message
     m = copy.deepcopy(base)
-    dropped = m["suite"]["entries"].pop()["id"]
+    dropped = m["suite"]["entries"][-1]["entry"]
+    m["suite"]["entries"] = [e for e in m["suite"]["entries"] if e["entry"] != dropped]
     assert _codes(m) == ["suite_entry_missing"]
     assert _codes(m, [{"entry": dropped, "status": "skipped"}]) == []  # a skip record accounts for it
 

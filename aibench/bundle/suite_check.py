@@ -60,7 +60,9 @@ def suite_findings(manifest: dict[str, Any], records: list[dict[str, Any]]) -> l
         if changed:
             out.append(error("suite_modified", "run rules differ from the shipped suite's " + ", ".join(
                 f"{k} = {recorded.get(k)!r} (shipped {expected[k]!r})" for k in changed), member=MANIFEST))
-    planned = {e.get("id") for e in suite.get("entries") or [] if isinstance(e, dict)}
+    # A planned case names its suite entry in `entry`; its `id` is the entry's only when the entry
+    # plans one case (a sweep or a shape set plans "entry/m=...,n=..." cases)
+    planned = {e.get(k) for e in suite.get("entries") or [] if isinstance(e, dict) for k in ("id", "entry")}
     planned |= {r.get("entry") for r in records if r.get("status") == "skipped"}  # a skip record accounts for it
     for entry in shipped.entries:
         if entry.id not in planned:
