@@ -148,3 +148,15 @@ def test_power_chart_refuses_paths_outside_the_run(tmp_path: Path) -> None:
     assert report.rows[0].cells[0] is not None
     charts, notes = power_charts(report)
     assert not charts and "not read" in notes[0]
+
+
+def test_charts_hold_at_most_ten_systems_each_in_its_own_colour(tmp_path: Path) -> None:
+    from aibench.report.charts import MAX_SYSTEMS, headline_charts
+
+    runs = [load_run(make_run(tmp_path / f"s{i}", H100, h100_records(), system={"system_name": f"sys-{i}"}))
+            for i in range(MAX_SYSTEMS + 2)]
+    charts, notes = headline_charts(build_report(runs))
+    assert charts and f"the charts show the first {MAX_SYSTEMS} of {MAX_SYSTEMS + 2} systems" in notes[0]
+    few, few_notes = headline_charts(build_report(runs[:MAX_SYSTEMS]))
+    assert not any("systems" in note for note in few_notes)
+    assert len(few) == len(charts)

@@ -20,6 +20,7 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+import orjson
 
 from aibench import __version__
 from aibench.core.jsonutil import json_safe, jsonable_params
@@ -261,19 +262,31 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _loads(line: bytes) -> Any:
+    """orjson parses records' float-heavy lines ~3x faster than json (issue 15: 50 runs x 1,000
+    records). It is stricter: NaN, Infinity and integers past 64 bits go to json, which reads them
+    as before (a run directory's NaN is then reported unavailable, not refused)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read records; a truncated final line (interrupted write) is ignored, other bad lines raise."""
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = path.read_bytes()
+    data.decode("utf-8")  # raises UnicodeDecodeError on bad bytes, as read_text did
+    lines = data.splitlines(keepends=True)
     out: list[dict[str, Any]] = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(_loads(line))
         except json.JSONDecodeError:
-            if i == len(lines) - 1 and not line.endswith("\n"):
+            if i == len(lines) - 1 and not line.endswith(b"\n"):
                 break  # the write of this line was interrupted
             raise ValueError(f"{path}:{i + 1}: not valid JSON") from None
     return out

@@ -20,6 +20,10 @@ from aibench.report.model import Report, Row
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable
+# Systems per chart: matplotlib's default cycle has 10 distinct colours (C0-C9), so an 11th system
+# would share a colour with the first; and the figure grows with systems (50 systems drew a
+# 350-inch PNG that took seconds to encode). The tables hold every system.
+MAX_SYSTEMS = 10
 MAX_LINES = 6  # records per power chart
 MAX_SAMPLES_BYTES = 20 * 2**20  # a samples CSV larger than this is not read (a report is not a parser test)
 _POWER_COLUMNS = ("power_instant_w", "power_usage_w")  # NVML / amdsmi readers, instant first
@@ -50,7 +54,7 @@ def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
     from matplotlib.patches import Patch
 
     metric = rows[0].family.metrics[0]
-    n_sys = len(report.systems)
+    n_sys = min(len(report.systems), MAX_SYSTEMS)
     with rc_context({"text.parse_math": False}):
         fig = Figure(figsize=(9, 1.2 + 0.35 * len(rows) * max(1, n_sys) / 1.5))
         ax = fig.add_subplot()
@@ -76,7 +80,8 @@ def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
         ax.set_xlabel(f"{metric.title}{unit}, higher is better")
         ax.set_title(_short(title, 90), fontsize=10)
         # Explicit handles: a system with no bar at all still gets its colour in the legend.
-        handles = [Patch(color=f"C{s % 10}", label=_short(system.label, 40)) for s, system in enumerate(report.systems)]
+        handles = [Patch(color=f"C{s % 10}", label=_short(system.label, 40))
+                   for s, system in enumerate(report.systems[:n_sys])]
         ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         png = _png(fig)
     return Chart(title, png, f"bar chart of {metric.title} per measurement and system")
@@ -87,6 +92,9 @@ def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:
     if not HAS_MATPLOTLIB:
         return [], ["charts not drawn: matplotlib is not installed"]
     charts, notes = [], []
+    if len(report.systems) > MAX_SYSTEMS:
+        notes.append(f"the charts show the first {MAX_SYSTEMS} of {len(report.systems)} systems "
+                     "(one colour each); the tables show all")
     for family, rows in report.families():
         if not family.metrics:
             continue
