@@ -24,6 +24,7 @@ from aibench import __version__
 from aibench.bundle import keys
 from aibench.core import stats
 from aibench.device.env import environment_sha256 as env_sha
+from aibench.results.recompute import expected_metrics
 
 _ENV = {"software": {"torch": "2.11.0", "python": "3.11.7"}, "host": {"cpu": "x"}}
 ENV_SHA = env_sha(_ENV)
@@ -85,7 +86,29 @@ def record(entry: str = "gemm-small", workload: str = "gemm", backend: str = "to
         "duration_s": 1.0, "aibench_version": __version__,
     }
     rec.update(changes)
+    if "metrics" not in changes:  # the rates the samples and work give: verify recomputes them
+        timing = rec.get("timing")
+        if isinstance(timing, dict) and _positive_numbers(timing.get("samples_s")):
+            rec["metrics"] = {**rec["metrics"], **expected_metrics(rec)}
     return rec
+
+
+def _positive_numbers(samples: Any) -> bool:
+    return isinstance(samples, list) and bool(samples) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in samples)
+
+
+def timing_for(samples: list[Any], **changes: Any) -> dict[str, Any]:
+    """The helper record's timing over other samples: n, total_s, median and rel_stderr_median
+    derived from them as the timer does (verify recomputes each), then `changes` (a claim a test
+    wants to be a lie) on top."""
+    timing = copy.deepcopy(record()["timing"])
+    timing["samples_s"] = samples
+    if _positive_numbers(samples):
+        timing.update(n=len(samples), total_s=sum(samples), median=stats.median(samples),
+                      rel_stderr_median=stats.rel_stderr_median(samples))
+    timing.update(changes)
+    return timing
 
 
 def default_records() -> list[dict[str, Any]]:

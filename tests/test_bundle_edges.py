@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bundle_helpers import bundle_json, craft, default_records, record, regular, run_files, signed_bundle
+from bundle_helpers import (
+    bundle_json,
+    craft,
+    default_records,
+    record,
+    regular,
+    run_files,
+    signed_bundle,
+    timing_for,
+)
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -130,10 +139,8 @@ def test_unknown_facts_are_null_not_zero(tmp_path: Path) -> None:
     assert report.summary["records"] is None and report.summary["signed"] is None
 
 
-def _records_with_timing(**timing: Any) -> list[dict[str, Any]]:
-    gemm = record()
-    gemm["timing"] = {**gemm["timing"], **timing}
-    return [gemm, *default_records()[1:]]
+def _records_with_timing(samples_s: list[float], **timing: Any) -> list[dict[str, Any]]:
+    return [record(timing=timing_for(samples_s, **timing)), *default_records()[1:]]
 
 
 def test_rules_count_the_raw_samples_not_the_stated_n(tmp_path: Path) -> None:

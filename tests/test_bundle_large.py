@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bundle_helpers import default_records, record, run_files, write_run_dir
+from bundle_helpers import default_records, record, run_files, timing_for, write_run_dir
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import Limits, pack, verify
@@ -32,7 +32,7 @@ def test_100mb_bundle_verifies(tmp_path: Path) -> None:
 def _records_bundle(tmp_path: Path, n_extra: int) -> tuple[Path, Ed25519PrivateKey, int]:
     """A signed bundle whose records.jsonl holds `n_extra` more records of 2,000 raw samples each."""
     samples = [1e-3 + i * 1e-7 for i in range(2000)]
-    timing = {**record()["timing"], "samples_s": samples, "n": len(samples), "total_s": sum(samples)}
+    timing = timing_for(samples)
     extra = [record(entry="copy", id=f"copy-{i}", timing=timing) for i in range(n_extra)]
     files = run_files(records=default_records() + extra)
     key = Ed25519PrivateKey.generate()

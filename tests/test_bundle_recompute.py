@@ -94,3 +94,15 @@ def test_refused_record_keeps_no_number_and_says_why() -> None:
     out = recompute.refused([copy.deepcopy(rec)], manifest())[0]
     assert out["status"] == "invalid" and out["metrics"] == {} and out["timing"] is None
     assert out["reason"].startswith("refused: metric_mismatch")
+
+
+def test_each_recomputed_statistic_is_the_one_the_timer_keeps() -> None:
+    """recompute checks one statistic at a time; each must equal stats.summarize's, name for name."""
+    from aibench.core import stats
+    from aibench.results.recompute import _STATISTIC
+
+    samples = [1e-3 * (1 + 0.37 * ((7 * i) % 11)) for i in range(23)]
+    summary = stats.summarize(samples)
+    assert set(_STATISTIC) == set(summary)
+    for name, statistic in _STATISTIC.items():
+        assert statistic(samples) == summary[name], name

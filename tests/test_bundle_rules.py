@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from bundle_helpers import bundle_json, default_records, manifest, record, run_files, signed_bundle
+from bundle_helpers import (
+    bundle_json,
+    default_records,
+    manifest,
+    record,
+    run_files,
+    signed_bundle,
+    timing_for,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aibench.bundle import VerifyReport, documents, verify
@@ -30,14 +38,10 @@ def _codes(report: VerifyReport, severity: str) -> set[str]:
 
 
 def _timing(**changes: Any) -> dict[str, Any]:
-    """The helper record's timing with `changes`; new samples bring their own n and total_s
-    (verify checks both against the samples) unless a change sets them."""
-    timing = copy.deepcopy(record()["timing"])
-    samples = changes.get("samples_s")
-    if isinstance(samples, list) and samples and all(isinstance(x, (int, float)) for x in samples):
-        timing.update(n=len(samples), total_s=sum(samples))
-    timing.update(changes)
-    return timing
+    """The helper record's timing with `changes`; new samples bring their own summary (verify
+    recomputes it from the samples) unless a change sets it."""
+    samples = changes.pop("samples_s", record()["timing"]["samples_s"])
+    return timing_for(samples, **changes)
 
 
 def test_clean_bundle_has_no_findings(tmp_path: Path) -> None:
@@ -137,8 +141,13 @@ def test_short_but_converged_is_fine_short_unconverged_is_not(tmp_path: Path) ->
 
 
 def test_noisy_measurement_is_a_warning(tmp_path: Path) -> None:
-    report = _verify(tmp_path, records=[record(timing=_timing(rel_stderr_median=0.05)), *default_records()[1:]])
+    # Samples that are really noisy (a claimed rel_stderr_median the samples do not give is a lie).
+    rng = random.Random(3)
+    noisy = [1e-3 * (1 + 0.4 * rng.random()) for _ in range(20)]
+    report = _verify(tmp_path, records=[record(timing=_timing(samples_s=noisy)), *default_records()[1:]])
     assert report.valid and _codes(report, "warning") == {"noisy"}
+    lying = _verify(tmp_path, records=[record(timing=_timing(rel_stderr_median=0.05)), *default_records()[1:]])
+    assert "summary_mismatch" in _codes(lying, "error")
 
 
 def test_ok_without_timing_is_an_error(tmp_path: Path) -> None:
@@ -233,7 +242,7 @@ def test_manifest_schema_violation(tmp_path: Path) -> None:
 
 
 def test_manifest_extra_keys_allowed_under_environment_and_system(tmp_path: Path) -> None:
-    env = {**manifest()["environment"], "gpus": [{"name": "H100", "uuid": "GPU-1"}]}
+    env = {**manifest()["environment"], "gpus": [{"name": "NVIDIA H100", "uuid": "GPU-1"}]}
     man = manifest(system={"anything": [1, 2], "cooling": "liquid"}, environment=env)
     recs = [dict(r, environment=man["environment_sha256"]) for r in default_records()]
     assert _verify(tmp_path, man, recs).findings == ()

@@ -116,13 +116,19 @@ def test_a_measurement_dropped_from_a_complete_run_is_only_missing(tmp_path: Pat
 
 def test_medians_shown_are_those_of_the_samples_compared(tmp_path: Path) -> None:
     """A record whose stored median disagrees with its samples (hand-edited, or written by another
-    tool) showed the stored medians beside a ratio computed from the samples."""
+    tool) showed the stored medians beside a ratio computed from the samples; now such a record is
+    refused (summary_mismatch: results/recompute.py) and the comparison calls it broken."""
     base = run_dir(tmp_path / "a", [rec("e", "torch", s=samples(1.0))])
-    new = run_dir(tmp_path / "b", [rec("e", "torch", s=samples(1.3, seed=1), median=1.0)])
-    (c,) = compare_runs(load_run(base), load_run(new)).comparisons
+    honest = run_dir(tmp_path / "b", [rec("e", "torch", s=samples(1.3, seed=1))])
+    (c,) = compare_runs(load_run(base), load_run(honest)).comparisons
     assert c.verdict == "slower"
     assert c.new_median_s == pytest.approx(stats.median(samples(1.3, seed=1)))
     assert c.new_median_s / c.base_median_s == pytest.approx(c.ratio)
+    edited = run_dir(tmp_path / "c", [rec("e", "torch", s=samples(1.3, seed=1), median=1.0)])
+    loaded = load_run(edited)
+    assert any("summary_mismatch" in w for w in loaded.warnings)
+    (c,) = compare_runs(load_run(base), loaded).comparisons
+    assert c.verdict == "broken" and c.new_median_s is None
 
 
 def test_the_rank_test_must_agree_with_the_medians_on_the_direction() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aibench.bundle.load import load_run
+from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.measure.records import Outcome, Record
 from aibench.report import build_report
@@ -40,14 +41,31 @@ def telemetry(power_w: float, work: dict[str, float], median_s: float = 1e-3,
 NO_TELEMETRY = {"available": False, "reason": "NVML unavailable: driver not loaded"}
 
 
+def _fixture_samples(median: float) -> list[float]:
+    # Symmetric about `median`, so that the samples give it (readers recompute every summary).
+    return [median * (1 + 0.001 * (i - 4.5)) for i in range(10)]
+
+
+FIXTURE_NOISE = stats.rel_noise(_fixture_samples(1e-3))  # the relative noise every fixture record has
+
+
 def rec(workload: str, params: dict[str, Any], device: str, *, backend: str = "torch", entry: str | None = None,
         metrics: dict[str, float] | None = None, unavailable: dict[str, str] | None = None, status: str = "ok",
         reason: str | None = None, work: dict[str, float] | None = None, tel: dict[str, Any] | None = None,
         median: float = 1e-3, interpreted: bool = False) -> Record:
-    samples = [median * (1 + 0.001 * i) for i in range(10)]
+    samples = _fixture_samples(median)
     timing = None if status != "ok" else {
-        "method": "cuda_event", "samples_s": samples, "n": len(samples), "median": median, "converged": True,
-        "stop_reason": "test", "total_s": sum(samples), "rel_noise": 0.004}
+        "method": "cuda_event", "samples_s": samples, "n": len(samples), "median": stats.median(samples),
+        "converged": True, "stop_reason": "test", "total_s": sum(samples), "rel_noise": stats.rel_noise(samples)}
+    if timing is not None and work and metrics:
+        # A rate the test states is what the samples and work give: the work is scaled to it
+        # (readers recompute tflops, gbps and <unit>_per_s and refuse a record that disagrees).
+        work = dict(work)
+        for unit in work:
+            rate = {"flops": "tflops", "bytes": "gbps"}.get(unit, f"{unit}_per_s")
+            scale = {"flops": 1e12, "bytes": 1e9}.get(unit, 1.0)
+            if rate in metrics:
+                work[unit] = metrics[rate] * scale * stats.median(samples)
     name = ",".join(f"{k}={v}" for k, v in params.items())
     return Record(id=f"{workload}[{name}]/{backend}", workload=workload, backend=backend, baseline="torch",
                   params=params, entry=entry, device={"spec": "cuda:0", "kind": "cuda", "name": device},
@@ -117,7 +135,7 @@ def test_pairs_records_and_ratios_against_the_first_system(tmp_path: Path) -> No
     assert a is not None and b is not None
     assert [v.value for v in a.values] == [700.0, 70.8] and a.ratio.value == 1.0
     assert b.ratio.value == pytest.approx(770.0 / 700.0)
-    assert a.rel_noise == 0.004 and a.record_id.startswith("gemm[") and a.ref and b.ref != a.ref
+    assert a.rel_noise == FIXTURE_NOISE and a.record_id.startswith("gemm[") and a.ref and b.ref != a.ref
     decode = row_of(report, "llm.decode").cells[1]
     assert decode is not None and decode.ratio.value == pytest.approx(1.5)
     prefill = row_of(report, "llm.prefill")
@@ -237,7 +255,7 @@ def test_serving_and_vision_families_and_their_cost_basis(tmp_path: Path) -> Non
     assert [m.key for m in serve.family.metrics] == ["output_tokens_per_s", "ttft_p99_s", "tpot_p99_s", "goodput_rps"]
     assert [v.value for v in cell.values] == [4000.0, 0.25, 0.02, 12.5]
     # Its samples are request latencies: their spread is not the throughput's, and is not shown.
-    assert cell.rel_noise is None and row_of(report, "vision.resnet50").cells[0].rel_noise == 0.004
+    assert cell.rel_noise is None and row_of(report, "vision.resnet50").cells[0].rel_noise == FIXTURE_NOISE
     hourly = hourly_eur(600.0, PRICES[H200])
     assert cell.cost.per_work_eur.value == pytest.approx(cost_per_million(hourly, 4000.0), rel=1e-15)
     vision = row_of(report, "vision.resnet50").cells[0]

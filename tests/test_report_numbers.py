@@ -71,7 +71,9 @@ def test_non_finite_numbers_of_a_run_directory_are_unavailable(tmp_path: Path, b
     report = build_report([load_run(first), load_run(second)], PRICES)
     cell = row_of(report, "llm.decode").cells[1]
     assert cell is not None and cell.cost is not None
-    assert cell.values[0].value is None and cell.ratio.value is None and cell.rel_noise is None
+    # A rate its samples and work do not give (NaN, inf) refuses the record (results/recompute.py):
+    # no number of it is shown, and the energy it carries is unavailable, never nan.
+    assert cell.status == "invalid" and not cell.values and cell.ratio.value is None and cell.rel_noise is None
     assert cell.energy.avg_power_w.value is None and cell.energy.j_per_unit.value is None
     assert cell.cost.hourly_eur.value is None and cell.cost.per_work_eur.value is None
     for fmt in ("md", "html", "csv"):

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aibench.bundle.layout import RECORDS
 from aibench.bundle.verify import Keys, keyring, verify_and_read
 from aibench.core.errors import AibenchError, BundleError, UsageError
-from aibench.results.runs import LoadedRun, load_dir
+from aibench.results.recompute import REFUSING_CODES
+from aibench.results.runs import LoadedRun, load_dir, refuse_untrustworthy
 
 
 def load_run(path: str | Path, pubkey: Keys = None) -> LoadedRun:
@@ -28,11 +30,15 @@ def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
     except BundleError as exc:  # the user's own key file: a usage error (exit 2), not a bad bundle
         raise UsageError(str(exc)) from None
     report, docs = verify_and_read(path, trusted)
-    if not report.valid or docs is None or docs.manifest is None:
-        first = "; ".join(f"{f.code}: {f.message}" for f in report.errors[:3]) or "no run inside"
+    # A record whose own samples, work or device refute its numbers is refused, not the bundle:
+    # the report lists it as invalid with the reason (verify still exits 1 on it).
+    blocking = [f for f in report.errors if not (f.code in REFUSING_CODES and f.member == RECORDS)]
+    if blocking or docs is None or docs.manifest is None:
+        first = "; ".join(f"{f.code}: {f.message}" for f in blocking[:3]) or "no run inside"
         raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
-    warnings = [f"{f.code}: {f.message}" for f in report.warnings]
-    return LoadedRun(str(path), docs.manifest, docs.records, warnings, _signature(report.summary, bool(trusted)))
+    records, refusals = refuse_untrustworthy(docs.records, docs.manifest)
+    warnings = [f"{f.code}: {f.message}" for f in report.warnings] + refusals
+    return LoadedRun(str(path), docs.manifest, records, warnings, _signature(report.summary, bool(trusted)))
 
 
 def _signature(summary: dict[str, Any], checked: bool) -> str:

@@ -17,6 +17,7 @@ from aibench.bundle.layout import MANIFEST, RECORDS, RUN_PREFIX
 from aibench.bundle.suite_check import suite_findings
 from aibench.bundle.system_check import system_findings
 from aibench.core.jsonutil import canonical_sha256
+from aibench.results.recompute import manifest_problems, record_problems
 
 
 def _rid(rec: dict[str, Any]) -> str:
@@ -24,7 +25,7 @@ def _rid(rec: dict[str, Any]) -> str:
 
 
 def manifest_findings(manifest: dict[str, Any]) -> list[Finding]:
-    out: list[Finding] = []
+    out = [error(code, why, member=MANIFEST) for code, why in manifest_problems(manifest)]
     if not manifest["complete"]:
         out.append(error("run_incomplete", "the run did not finish (manifest complete = false): "
                          "entries may be missing; resume it and pack again", member=MANIFEST))
@@ -158,6 +159,10 @@ def record_findings(rec: dict[str, Any], rules: dict[str, Any], members: Iterabl
                     manifest: dict[str, Any]) -> list[Finding]:
     out = _status_findings(rec)
     rid = _rid(rec)
+    # Derived numbers recomputed from the raw samples, claims checked against the device and the
+    # environment: a vendor signing its own bundle must not be able to print a number its samples
+    # do not give (issue 14). The report refuses such a record (bundle.load, results.runs).
+    out += [error(code, why, member=RECORDS, record=rid) for code, why in record_problems(rec, manifest)]
     if rec["status"] == "ok":
         out += _timing_findings(rec, rules) + _correctness_findings(rec)
         if rec.get("interpreted"):

@@ -15,6 +15,7 @@ import jsonschema
 
 from aibench.core.errors import AibenchError
 from aibench.measure.records import read_jsonl, validate
+from aibench.results.recompute import manifest_problems, refused
 from aibench.results.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSION
 
 
@@ -63,6 +64,16 @@ def _manifest_type_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
+def refuse_untrustworthy(records: list[dict[str, Any]], manifest: dict[str, Any] | None
+                         ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records with each one whose numbers its own samples, work or device refute turned
+    into status "invalid" (results/recompute.py), and one warning per refused record."""
+    checked = refused(records, manifest)
+    notes = [f"record {rec['id']} refused ({str(rec['reason']).removeprefix('refused: ')})"
+             for before, rec in zip(records, checked) if rec is not before]
+    return checked, notes
+
+
 def load_dir(path: Path, key_given: bool = False) -> LoadedRun:
     """A run directory, its manifest and records checked. `key_given`: the user passed a public key
     (a directory has no signature to check it against: a warning says so)."""
@@ -90,6 +101,12 @@ def load_dir(path: Path, key_given: bool = False) -> LoadedRun:
         except jsonschema.ValidationError as exc:
             raise AibenchError(f"{path / RECORDS}: record {i + 1} is invalid: {exc.message}") from None
     warnings = [] if manifest.get("complete") else ["the run is incomplete (interrupted; resume it to finish)"]
+    lies = [f"{code}: {why}" for code, why in manifest_problems(manifest)]
+    if lies:  # read as what the environment shows: a preview, not comparable
+        manifest = {**manifest, "comparable": False, "preview": True}
+        warnings += [f"{lie} (read as a preview, not comparable)" for lie in lies]
+    records, refusals = refuse_untrustworthy(records, manifest)
+    warnings += refusals
     if key_given:  # the user asked for a signature check: say that there was nothing to check
         warnings.append("a run directory is not signed: the public key given checks nothing in it")
     return LoadedRun(str(path), manifest, records, warnings)
