@@ -262,10 +262,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None
     if powerless:
         named = ", ".join(c.key for c in powerless[:10]) + (f" and {len(powerless) - 10} more"
                                                            if len(powerless) > 10 else "")
-        # Timings rarely tie: the count that lets distinct, fully separated samples pass.
-        need = next(k for k in range(2, 10_000)
-                    if stats.mann_whitney_u([float(i) for i in range(k)], [float(k + i) for i in range(k)])[1]
-                    < options.alpha)
+        need = stats.mann_whitney_samples_needed(options.alpha)
         warnings.append(f"{len(powerless)} measurement(s) have too few samples for the test to reach p < "
                         f"{options.alpha:g}: no change there can be called, however large (raise the suite's "
                         f"min_samples: at least {need} a side): {named}")
