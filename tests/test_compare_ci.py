@@ -82,3 +82,16 @@ def test_cli_writes_both_files_even_when_the_gate_fails(runs: tuple[Path, Path],
     unwritable = CliRunner().invoke(cli, ["compare", str(runs[0]), str(runs[1]),
                                           "--junit", str(tmp_path / "no" / "such" / "dir.xml")])
     assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
+
+
+def test_a_real_process_writes_the_ci_files(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    junit, md = tmp_path / "out.xml", tmp_path / "comment.md"
+    done = subprocess.run([sys.executable, "-m", "aibench", "compare", str(runs[0]), str(runs[1]),
+                           "--junit", str(junit), "--markdown", str(md), "--no-fail"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert xmlschema.XMLSchema(str(JUNIT_XSD)).is_valid(str(junit))
+    assert "### Changes" in md.read_text(encoding="utf-8")
