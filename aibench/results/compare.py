@@ -1,13 +1,13 @@
 """Regression verdicts between two runs of the same measurements (kernel developers' CI).
 
 A change is called only when it is both large and real (methods.md, "Deciding slower in CI"):
-the medians differ by at least `threshold` AND a two-sided Mann-Whitney U test
-on the raw samples gives p < `alpha` (0.002, asv's bound). The threshold is the smallest change
-that counts, not the size of change the gate is sure to catch: the measured ratio scatters
-around the true one, so a change exactly at the threshold is caught half the time. The default
-3% catches a 5% slowdown in >= 95% of trials at 2% noise and 30 samples a side, with A/A false
-alarms <= 1% (aibench/results/compare_simulation.py measures both; tests hold them). A large difference the test cannot
-confirm is `noise`, never a regression (its reason says when the sample counts, not the spread,
+the medians differ by at least `threshold` AND a two-sided Mann-Whitney U test on the raw
+samples gives p < `alpha` (0.002, asv's bound). The threshold is the smallest change that
+counts, not the size of change the gate is sure to catch: the measured ratio scatters around
+the true one, so a change exactly at the threshold is caught half the time. The default 3%
+catches a 5% slowdown in >= 95% of trials at 2% noise and 30 samples a side, with A/A false
+alarms <= 1% (aibench/results/compare_simulation.py measures both; tests hold them). A large
+difference the test cannot confirm is `noise`, never a regression (its reason says when the sample counts, not the spread,
 made the test powerless). A measurement that worked in the base and failed or became invalid in
 the new run, or that fails in the new run and has no base, is `broken`, which fails CI like a
 slowdown. One that worked in the base and was not measured in the new run (skipped now, its
@@ -70,6 +70,9 @@ class CompareResult:
     comparisons: list[Comparison]
     warnings: list[str] = field(default_factory=list)
     options: CompareOptions = field(default_factory=CompareOptions)
+    # Keys of the measurements timed in both runs whose sample counts let no change at all pass
+    # the test, whatever their verdict (a `same` there is no evidence either).
+    too_few_samples: list[str] = field(default_factory=list)
 
     @property
     def failing(self) -> list[Comparison]:
@@ -80,11 +83,6 @@ class CompareResult:
         """Geometric mean of new/base over every pair timed in both runs (Google Benchmark's summary)."""
         ratios = [c.ratio for c in self.comparisons if c.ratio is not None]
         return stats.geomean(ratios) if ratios else None
-
-    @property
-    def powerless(self) -> list[Comparison]:
-        """The measurements whose sample counts let no change at all pass the test."""
-        return _powerless(self.comparisons)
 
     def counts(self) -> dict[str, int]:
         """Every verdict, zeros included: a CI script reads counts["slower"] without a KeyError."""
@@ -98,11 +96,8 @@ class CompareResult:
         return {"base": self.base, "new": self.new, "regression": bool(self.failing),
                 "threshold": self.options.threshold, "alpha": self.options.alpha,
                 "geomean_ratio": self.geomean_ratio, "counts": self.counts(), "warnings": self.warnings,
+                "too_few_samples": self.too_few_samples,
                 "comparisons": [c.as_dict() for c in self.comparisons]}
-
-
-def _powerless(comparisons: list[Comparison]) -> list[Comparison]:
-    return [c for c in comparisons if c.verdict == "noise" and _NO_POWER in c.reason]
 
 
 def record_key(rec: dict[str, Any]) -> str:
@@ -258,15 +253,15 @@ def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None
     absent = _absent_reasons(base, new, same_plan)
     comparisons = [_pair(k, b.get(k), n.get(k), options, absent.get(k)) for k in keys]
     comparisons.sort(key=lambda c: (c.verdict not in FAILING, -(c.ratio or 0.0)))
-    powerless = _powerless(comparisons)
+    powerless = [c.key for c in comparisons if c.ratio is not None and options.alpha <= stats.mann_whitney_min_p(
+        len(b[c.key]["timing"]["samples_s"]), len(n[c.key]["timing"]["samples_s"]))]
     if powerless:
-        named = ", ".join(c.key for c in powerless[:10]) + (f" and {len(powerless) - 10} more"
-                                                           if len(powerless) > 10 else "")
+        named = ", ".join(powerless[:10]) + (f" and {len(powerless) - 10} more" if len(powerless) > 10 else "")
         need = stats.mann_whitney_samples_needed(options.alpha)
         warnings.append(f"{len(powerless)} measurement(s) have too few samples for the test to reach p < "
                         f"{options.alpha:g}: no change there can be called, however large (raise the suite's "
                         f"min_samples: at least {need} a side): {named}")
-    return CompareResult(base.source, new.source, comparisons, warnings, options)
+    return CompareResult(base.source, new.source, comparisons, warnings, options, powerless)
 
 
 def geomean_phrase(ratio: float) -> str:
