@@ -23,8 +23,9 @@ def _ratio(r: float) -> str:
 @click.command("compare")
 @click.argument("base", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
-@click.option("--threshold", type=float, default=0.05, show_default=True,
-              help="Smallest relative change of the median that counts (0.05 = 5%).")
+@click.option("--threshold", type=float, default=0.03, show_default=True,
+              help="Smallest relative change of the median that counts (0.03 = 3%; a change exactly "
+                   "this large is caught half the time).")
 @click.option("--alpha", type=float, default=0.002, show_default=True,
               help="Significance bound of the Mann-Whitney U test on the raw samples.")
 @click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
@@ -33,8 +34,13 @@ def _ratio(r: float) -> str:
 @click.option("--allow-different-devices", is_flag=True, help="Compare runs from different GPUs anyway.")
 @click.option("--no-fail", is_flag=True, help="Exit 0 even when something got slower.")
 @click.option("--json", "json_", is_flag=True, help="Print the verdicts as JSON.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write JUnit XML: one test case per measurement, failures for slower/broken/lost.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a pull-request comment in Markdown: the changes first, then every measurement.")
 def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubkeys: tuple[Path, ...],
-                    allow_different_devices: bool, no_fail: bool, json_: bool) -> None:
+                    allow_different_devices: bool, no_fail: bool, json_: bool, junit_path: Path | None,
+                    markdown_path: Path | None) -> None:
     """Compare two runs (directories or bundles); exit 1 on a statistically real slowdown.
 
     Also exit 1 when a measurement broke (failed or invalid) or was lost (measured in BASE, not
@@ -44,12 +50,21 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
     Examples:
       aibench compare results/main-run results/pr-run
       aibench compare base.tar.gz new.tar.gz --pubkey vendor.key.pub --json
+      aibench compare base/ new/ --junit compare.xml --markdown comment.md
     """
     from aibench.bundle.load import load_run
-    from aibench.results.compare import CompareOptions, compare_runs
+    from aibench.results.compare import CompareOptions, compare_junit, compare_runs, geomean_phrase
+    from aibench.results.compare_markdown import compare_markdown
 
     options = CompareOptions(threshold=threshold, alpha=alpha, allow_different_devices=allow_different_devices)
     result = compare_runs(load_run(base, pubkeys), load_run(new, pubkeys), options)
+    # Written before the exit code is decided: a failing gate is exactly when CI needs them.
+    for path, text in ((junit_path, compare_junit), (markdown_path, compare_markdown)):
+        if path is not None:
+            try:
+                path.write_text(text(result), encoding="utf-8")
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
     if json_:
         print_json(result.as_dict())
     else:
@@ -73,7 +88,7 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
         console.print(table)
         geo = result.geomean_ratio
         counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
-        console.print(f"{counts}; geometric mean new/base: {_ratio(geo)}" if geo else counts)
+        console.print(f"{counts}; {geomean_phrase(geo)}" if geo else counts)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(printable(warning))}")
     if result.failing and not no_fail:

@@ -220,3 +220,13 @@ def mann_whitney_min_p(n1: int, n2: int) -> float:
     if n1 < 1 or n2 < 1:
         raise ValueError(f"need at least 1 sample a side, got {n1} and {n2}")
     return mann_whitney_u([0.0] * n1, [1.0] * n2)[1]
+
+
+def mann_whitney_samples_needed(alpha: float) -> int:
+    """The fewest samples a side with which `mann_whitney_u` can give p < `alpha` on distinct
+    timings (timings rarely tie): reached at complete separation. A suite that takes fewer can
+    never have a change called, however large."""
+    for k in range(2, 10_000):
+        if mann_whitney_u([float(i) for i in range(k)], [float(k + i) for i in range(k)])[1] < alpha:
+            return k
+    raise ValueError(f"no sample count up to 10,000 reaches p < {alpha}")

@@ -22,8 +22,9 @@ from aibench.telemetry import open_telemetry
 from aibench.workloads.registry import get
 from aibench.workloads.run import run_workload
 
-# CPU preview: same workloads, tiny durations (the numbers are not comparable anyway).
-PREVIEW_RULES = RunRules(min_time_s=0.05, min_samples=5, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
+# CPU preview: same workloads, tiny durations (the numbers are not comparable anyway). Still 10
+# samples: below 8 a side compare's rank test can never call a change (stats.mann_whitney_samples_needed).
+PREVIEW_RULES = RunRules(min_time_s=0.05, min_samples=10, target_rel_se=0.05, warmup_s=0.02, max_time_s=2.0,
                          energy_min_s=0.5)
 
 
