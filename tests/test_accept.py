@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from bundle_helpers import signed_bundle, write_run_dir
 from click.testing import CliRunner
 
 from aibench.bundle.load import load_run
@@ -174,12 +175,28 @@ def test_a_hostile_commitments_file_is_a_clear_usage_error(tmp_path: Path, text:
     assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
 
 
+def test_too_few_samples_are_unsure_never_decided(tmp_path: Path) -> None:
+    rec = load_run(_vendor(tmp_path / "v")).records[0]
+    key = f"{rec['entry']}::{rec['id']}"
+    few = {**rec, "timing": {**rec["timing"], "samples_s": rec["timing"]["samples_s"][:3]}}
+    # Far below or far above the figure, three samples bound no median at 95% (0.5^3 = 12.5%).
+    for value in (1e-9, 1e9):
+        v = judge(Commitment(key, "tflops", value), few, 0.05, 0.95)
+        assert v.verdict == UNSURE and "at least 5 needed" in v.reason
+    assert judge(Commitment(key, "tflops", 1e-9), rec, 0.05, 0.95).verdict == PASS
+
+
 def test_cli_usage_errors(tmp_path: Path) -> None:
     vendor = _vendor(tmp_path / "v")
     runner = CliRunner()
     assert runner.invoke(cli, ["accept", str(vendor)]).exit_code == 2
-    bad = runner.invoke(cli, ["accept", "--baseline", str(vendor), str(vendor), "--tolerance", "lots"])
+    bad = runner.invoke(cli, ["accept", "--commitments", str(_bid(tmp_path, vendor)), str(vendor),
+                              "--tolerance", "lots"])
     assert bad.exit_code == 2 and "--tolerance 'lots'" in bad.output
+    fixed = runner.invoke(cli, ["accept", "--baseline", str(vendor), str(vendor), "--tolerance", "3%"])
+    assert fixed.exit_code == 2 and "fixes it at 10%" in fixed.output
+    unwritable = runner.invoke(cli, ["commitments", str(vendor), "-o", str(tmp_path / "no" / "bid.toml")])
+    assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
 
 
 def test_commitments_then_accept_as_real_processes(tmp_path: Path) -> None:
@@ -194,3 +211,11 @@ def test_commitments_then_accept_as_real_processes(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["counts"] == {PASS: 4, FAIL: 0, UNSURE: 0}
     assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_a_verified_bundle_is_accepted_like_its_directory(tmp_path: Path) -> None:
+    bid = _bid(tmp_path, write_run_dir(tmp_path))
+    bundle = signed_bundle(tmp_path / "vendor.tar.gz")
+    out = CliRunner().invoke(cli, ["accept", "--commitments", str(bid), str(bundle), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["counts"] == {PASS: 4, FAIL: 0, UNSURE: 0}

@@ -39,6 +39,13 @@ def _read(path: Path) -> bytes:
         raise CliUsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 @click.command("commitments")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -62,7 +69,7 @@ def commitments_command(run: Path, output: Path, tolerance: str | None, pubkeys:
         raise click.ClickException(f"{run}: no successful measurement with raw samples to commit")
     header = {"source": loaded.source, "run_id": str(loaded.manifest.get("run_id", "")),
               "device": loaded.device_name or "", "system": loaded.label}
-    output.write_text(render_toml(items, header), encoding="utf-8")
+    _write(output, render_toml(items, header))
     err_console.print(f"{len(items)} commitment(s) written to {escape(str(output))}")
 
 
@@ -70,8 +77,9 @@ def commitments_command(run: Path, output: Path, tolerance: str | None, pubkeys:
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.option("--commitments", "commitments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The vendor's committed figures (TOML, see `aibench commitments`).")
-@click.option("--tolerance", default="5%", show_default=True,
-              help="How far below a committed figure still passes, unless the figure has its own.")
+@click.option("--tolerance", default=None,
+              help="How far below a committed figure still passes, unless the figure has its own "
+                   "(5% or 0.05; default 5%).")
 @click.option("--baseline", type=click.Path(exists=True, path_type=Path),
               help="Re-test against this installation run: each figure must reach 90% of its installation "
                    "value (EuroHPC); --commitments then only picks what is re-tested.")
@@ -81,7 +89,7 @@ def commitments_command(run: Path, output: Path, tolerance: str | None, pubkeys:
               help="Also write the verdicts as JUnit XML for CI.")
 @_PUBKEY
 @click.option("--json", "json_", is_flag=True, help="Print the verdicts as JSON.")
-def accept_command(run: Path, commitments_file: Path | None, tolerance: str, baseline: Path | None,
+def accept_command(run: Path, commitments_file: Path | None, tolerance: str | None, baseline: Path | None,
                    confidence: float, junit_file: Path | None, pubkeys: tuple[Path, ...], json_: bool) -> None:
     """Test a run (directory or bundle) against committed figures: PASS, FAIL or UNSURE each.
 
@@ -101,8 +109,10 @@ def accept_command(run: Path, commitments_file: Path | None, tolerance: str, bas
 
     if commitments_file is None and baseline is None:
         raise CliUsageError("give --commitments FILE (the bid's figures) or --baseline RUN (a 90% re-test)")
+    if baseline is not None and tolerance is not None:
+        raise CliUsageError("--tolerance does not apply to a re-test: --baseline fixes it at 10% (the 90% rule)")
     items = parse_commitments(_read(commitments_file), str(commitments_file)) if commitments_file else None
-    fraction = _fraction(tolerance)
+    fraction = _fraction(tolerance if tolerance is not None else "5%")
     assert fraction is not None
     loaded = load_run(run, pubkeys)
     if baseline is not None:
@@ -111,7 +121,7 @@ def accept_command(run: Path, commitments_file: Path | None, tolerance: str, bas
         assert items is not None
         result = accept_run(loaded, items, str(commitments_file), fraction, confidence)
     if junit_file is not None:
-        junit_file.write_text(junit_xml(f"aibench accept {run}", junit_cases(result)), encoding="utf-8")
+        _write(junit_file, junit_xml(f"aibench accept {run}", junit_cases(result)))
     if json_:
         print_json(result.as_dict())
     else:

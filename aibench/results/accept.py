@@ -18,6 +18,7 @@ measured at installation, so its tolerance is fixed at 10%.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from aibench.core.errors import UsageError
 from aibench.core.junit import Status, TestCase
 from aibench.results.commitments import (Commitment, check_tolerance, commitments_from_run, higher_is_better,
                                          measured_value, rate_work, sample_metrics)
-from aibench.results.compare import record_key
+from aibench.results.compare import first_of_each
 from aibench.results.runs import LoadedRun
 
 PASS, FAIL, UNSURE = "PASS", "FAIL", "UNSURE"
@@ -76,11 +77,11 @@ class AcceptResult:
                 "verdicts": [v.as_dict() for v in self.verdicts]}
 
 
-def _records_by_key(run: LoadedRun) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for rec in run.records:
-        out.setdefault(record_key(rec), rec)  # the first of a duplicate counts, as in compare
-    return out
+def min_samples(confidence: float) -> int:
+    """The fewest samples that can bound a median one-sided at `confidence` at all: even the most
+    extreme sample lies beyond the median with probability 1 - 0.5^n (distribution-free); below it
+    the bootstrap's interval is only the spread of a handful of values."""
+    return max(2, math.ceil(math.log(1 - confidence) / math.log(0.5)))
 
 
 def judge(c: Commitment, rec: dict[str, Any] | None, tolerance: float, confidence: float,
@@ -99,6 +100,10 @@ def judge(c: Commitment, rec: dict[str, Any] | None, tolerance: float, confidenc
                and (rec.get("timing") or {}).get("method") == "custom" else "the record's work does not give it")
         return Verdict(**head, verdict=FAIL, reason=f"{c.metric} cannot be computed from the raw samples ({why})")
     samples = rec["timing"]["samples_s"]
+    if len(samples) < min_samples(confidence):
+        return Verdict(**head, verdict=UNSURE, n=len(samples), measured=measured_value(stats.median(samples), rec, c.metric),
+                       reason=f"{len(samples)} sample(s) cannot bound a median at {confidence:.0%} "
+                              f"(at least {min_samples(confidence)} needed)")
     lo_s, hi_s = stats.bootstrap_ci_median(samples, confidence=2 * confidence - 1, seed=seed)
     median_s = stats.median(samples)
     measured = measured_value(median_s, rec, c.metric)
@@ -120,7 +125,7 @@ def accept_run(run: LoadedRun, commitments: list[Commitment], reference: str, to
     check_tolerance(tolerance)
     if not 0.5 < confidence < 1:
         raise UsageError(f"confidence must be in (0.5, 1), got {confidence}")
-    records = _records_by_key(run)
+    records = first_of_each(run.records)
     verdicts = [judge(c, records.get(c.key), tolerance if c.tolerance is None else c.tolerance, confidence)
                 for c in commitments]
     verdicts.sort(key=lambda v: ({FAIL: 0, UNSURE: 1, PASS: 2}[v.verdict], v.key, v.metric))

@@ -28,7 +28,7 @@ from typing import Any
 
 from aibench.core import stats
 from aibench.core.errors import UsageError
-from aibench.results.compare import record_key
+from aibench.results.compare import first_of_each
 from aibench.results.runs import LoadedRun
 
 if sys.version_info >= (3, 11):
@@ -101,12 +101,7 @@ def measured_value(median_s: float, rec: dict[str, Any], metric: str) -> float |
 def commitments_from_run(run: LoadedRun, tolerance: float | None = None) -> list[Commitment]:
     """What a vendor would commit from its own run: each sample-backed metric at its measured median."""
     out: list[Commitment] = []
-    seen: set[str] = set()
-    for rec in run.records:
-        key = record_key(rec)
-        if key in seen:  # the first of a duplicate counts, as in compare and report
-            continue
-        seen.add(key)
+    for key, rec in first_of_each(run.records).items():
         metrics = sample_metrics(rec)
         if not metrics:
             continue
