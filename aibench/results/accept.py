@@ -26,7 +26,7 @@ from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.core.junit import Status, TestCase
 from aibench.results.commitments import (Commitment, check_tolerance, commitments_from_run, higher_is_better,
-                                         measured_value, rate_work, sample_metrics)
+                                         measured_value, sample_metrics)
 from aibench.results.compare import first_of_each
 from aibench.results.runs import LoadedRun
 
@@ -96,17 +96,18 @@ def judge(c: Commitment, rec: dict[str, Any] | None, tolerance: float, confidenc
     if rec.get("status") != "ok":
         return Verdict(**head, verdict=FAIL, reason=f"{rec.get('status')}: {rec.get('reason')}")
     if c.metric not in sample_metrics(rec):
-        why = ("a self-timed record's rates are not per sample" if rate_work(rec, c.metric) is None
-               and (rec.get("timing") or {}).get("method") == "custom" else "the record's work does not give it")
+        custom = (rec.get("timing") or {}).get("method") == "custom"
+        why = "a self-timed record's rates are not per sample" if custom else "the record has no work for it"
         return Verdict(**head, verdict=FAIL, reason=f"{c.metric} cannot be computed from the raw samples ({why})")
     samples = rec["timing"]["samples_s"]
-    if len(samples) < min_samples(confidence):
-        return Verdict(**head, verdict=UNSURE, n=len(samples), measured=measured_value(stats.median(samples), rec, c.metric),
-                       reason=f"{len(samples)} sample(s) cannot bound a median at {confidence:.0%} "
-                              f"(at least {min_samples(confidence)} needed)")
-    lo_s, hi_s = stats.bootstrap_ci_median(samples, confidence=2 * confidence - 1, seed=seed)
     median_s = stats.median(samples)
     measured = measured_value(median_s, rec, c.metric)
+    need = min_samples(confidence)
+    if len(samples) < need:
+        return Verdict(**head, verdict=UNSURE, n=len(samples), measured=measured,
+                       reason=f"{len(samples)} sample(s) cannot bound a median at {confidence:.0%} "
+                              f"(at least {need} needed)")
+    lo_s, hi_s = stats.bootstrap_ci_median(samples, confidence=2 * confidence - 1, seed=seed)
     worst, best = measured_value(hi_s, rec, c.metric), measured_value(lo_s, rec, c.metric)
     assert measured is not None and worst is not None and best is not None  # sample_metrics said so
     # The slowest time is the worst either way: the highest time, the lowest rate.
@@ -114,8 +115,8 @@ def judge(c: Commitment, rec: dict[str, Any] | None, tolerance: float, confidenc
     verdict = PASS if meets else FAIL if misses else UNSURE
     reason = "" if verdict == PASS else (
         f"even the optimistic bound {best:.4g} misses the limit {limit:.4g}" if verdict == FAIL
-        else f"the {confidence:.0%} interval [{min(worst, best):.4g}, {max(worst, best):.4g}] straddles the limit "
-             f"{limit:.4g}: more samples would decide")
+        else f"the one-sided {confidence:.0%} bounds [{min(worst, best):.4g}, {max(worst, best):.4g}] straddle "
+             f"the limit {limit:.4g}: more samples would decide")
     return Verdict(**head, verdict=verdict, measured=measured, bound=worst, n=len(samples), reason=reason)
 
 
