@@ -132,9 +132,9 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 # What a buyer's machine runs to read a vendor's bundle has no GPU stack: `--help`, `bundle verify`,
-# `report` and `compare` must start without torch (seconds on 2 cores; benchmarks/bench_startup.py).
+# `report`, `compare` and `accept` must start without torch (seconds on 2 cores; benchmarks/bench_startup.py).
 LIGHT = ("aibench.cli", "aibench.bundle.verify", "aibench.bundle.load", "aibench.report", "aibench.report.html",
-         "aibench.results.compare")
+         "aibench.results.compare", "aibench.results.accept", "aibench.results.commitments", "aibench.cli.accept")
 
 
 def test_help_and_the_buyer_side_modules_import_no_torch() -> None:

@@ -31,6 +31,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from aibench.cli.accept import accept_command, commitments_command
     from aibench.cli.bundle import bundle_group
     from aibench.cli.compare import compare_command
     from aibench.cli.env import env_command
@@ -40,7 +41,7 @@ def _register() -> None:
     from aibench.cli.suite import suite_command
 
     for command in (env_command, list_command, run_command, suite_command, bundle_group, report_command,
-                    compare_command, serve_command, serve_bench_command):
+                    compare_command, commitments_command, accept_command, serve_command, serve_bench_command):
         cli.add_command(command)
 
 

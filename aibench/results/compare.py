@@ -178,7 +178,7 @@ def _pair(key: str, b: dict[str, Any] | None, n: dict[str, Any] | None, options:
                       new_median_s=_median(n), ratio=ratio, p_value=p, reason=reason)
 
 
-def _first_of_each(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def first_of_each(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Key -> record; of a measurement recorded twice the first counts, as in `aibench report`
     (verify warns about the duplicate): one bundle never gives two answers."""
     out: dict[str, dict[str, Any]] = {}
@@ -247,7 +247,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, options: CompareOptions | None
                         "other shapes and stopping rules")
     if base.manifest.get("environment_sha256") != new.manifest.get("environment_sha256"):
         warnings.append("the environment fingerprints differ (versions, driver or clocks changed)")
-    b, n = _first_of_each(base.records), _first_of_each(new.records)
+    b, n = first_of_each(base.records), first_of_each(new.records)
     keys = list(b) + [k for k in n if k not in b]
     same_plan = all(suites[0].get(k) == suites[1].get(k) for k in ("name", "version", "mode"))
     absent = _absent_reasons(base, new, same_plan)
