@@ -20,18 +20,18 @@ from aibench.results.runs import load_dir
 STEP_AT = 8  # the first run of the slower level
 
 
-def _run(root: Path, i: int, median: float) -> Path:
+def _run(root: Path, i: int, median: float, device: str = "NVIDIA H100") -> Path:
     """Run number i: created on day i+1 of January 2026 at commit c<i>, its gemm timed around `median`."""
     samples = [median * (1 + 0.001 * ((j * 7) % 11 - 5)) for j in range(20)]
     timing = {"method": "cuda_event", "samples_s": samples, "n": 20, "median": stats.median(samples),
               "converged": True, "stop_reason": "converged", "total_s": sum(samples), "ci95_median": [0.9 * median, 1.1 * median]}
     env = {"aibench": {"version": "x", "git_commit": f"c{i:039d}", "git_dirty": False, "unavailable": {}}}
     man = manifest(run_id=f"run-{i:02d}", created_at=f"2026-01-{i + 1:02d}T00:00:00.000+00:00", environment=env,
-                   device={"name": "NVIDIA H100"})
+                   device={"name": device})
     records = [record(timing=timing, metrics={}, work={}),
                record(entry="copy", workload="memory.copy", id="memory.copy[]/torch", status="skipped",
                       reason="not here", timing=None, metrics={})]
-    path = root / f"run-{i:02d}"
+    path = root / f"run-{i:02d}-{device.split()[-1]}"
     for rel, data in run_files(man, records).items():
         if rel == "records.jsonl":
             data = jsonl(records)
@@ -91,6 +91,15 @@ def test_trends_name_the_run_and_commit_of_the_step(tmp_path: Path, runs: list[P
         assert [p.run_id for p in late[0].points] == ["run-12", "run-13", "run-14", "run-15"]
         assert late[0].steps == []
         assert trends(conn, workload="memory.copy") == []
+
+
+def test_each_device_is_its_own_series(tmp_path: Path) -> None:
+    with open_history(tmp_path / "h.sqlite") as conn:
+        for i in range(10):  # alternating GPUs, each steady: two flat series, no step between them
+            device = "NVIDIA H200" if i % 2 else "NVIDIA H100"
+            add_run(conn, load_dir(_run(tmp_path, i, 1e-3 * (0.7 if i % 2 else 1.0), device)))
+        found = trends(conn)
+    assert [(t.device, len(t.points), t.steps) for t in found] == [("NVIDIA H100", 5, []), ("NVIDIA H200", 5, [])]
 
 
 def test_cli_add_show_json_since_and_plot(tmp_path: Path, runs: list[Path]) -> None:

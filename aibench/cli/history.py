@@ -60,7 +60,7 @@ def add_command(runs: tuple[Path, ...], db: Path, git_commit: str | None, pubkey
 @click.option("--json", "json_", is_flag=True, help="Print the trends as JSON.")
 def show_command(db: Path, workload: str | None, since: str | None, alpha: float, plot: Path | None,
                  json_: bool) -> None:
-    """Trends per measurement: first, last and median time, runs, and the change points found.
+    """Trends per measurement and device: first, last and median time, runs, and the change points found.
 
     A change point names the first run (and its commit) at the new level and the size of the step.
 
@@ -86,13 +86,14 @@ def show_command(db: Path, workload: str | None, since: str | None, alpha: float
         console.print("no measurements match", highlight=False)
         return
     table = Table(title=escape(f"{db}: median time per run"))
-    for column in ("measurement", "backend", "runs", "first", "last", "median", "change points"):
+    for column in ("measurement", "backend", "device", "runs", "first", "last", "median", "change points"):
         table.add_column(column, justify="right" if column in ("runs", "first", "last", "median") else "left",
                          overflow="fold" if column in ("measurement", "change points") else "ellipsis")
     for t in found:
         steps = "; ".join(f"{s.relative * 100:+.1f}% at {s.run_id} ({(s.git_commit or 'commit unknown')[:12]})"
                           for s in t.steps) or "-"
-        table.add_row(escape(printable(t.key)), escape(printable(t.backend)), str(len(t.points)),
+        table.add_row(escape(printable(t.key)), escape(printable(t.backend)), escape(printable(t.device or "-")),
+                      str(len(t.points)),
                       _ms(t.points[0].median), _ms(t.points[-1].median), _ms(t.median), escape(printable(steps)))
     console.print(table)
 
@@ -113,7 +114,7 @@ def _plot(found: list[Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for t in found:
         values = [p.median / t.points[0].median for p in t.points]
-        (line,) = ax.plot(range(len(values)), values, marker=".", label=f"{t.key} ({t.backend})")
+        (line,) = ax.plot(range(len(values)), values, marker=".", label=f"{t.key} ({t.device or 'device unknown'})")
         runs = [p.run_id for p in t.points]
         for s in t.steps:
             ax.axvline(runs.index(s.run_id) - 0.5, color=line.get_color(), linestyle="--", alpha=0.6)

@@ -98,6 +98,7 @@ class Trend:
     key: str
     workload: str
     backend: str
+    device: str | None  # one series per device: a step between two GPUs is no regression
     points: list[Point]
     steps: list[Step]
 
@@ -106,7 +107,8 @@ class Trend:
         return stats.median([p.median for p in self.points])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "workload": self.workload, "backend": self.backend, "metric": METRIC,
+        return {"key": self.key, "workload": self.workload, "backend": self.backend, "device": self.device,
+                "metric": METRIC,
                 "runs": len(self.points), "first": self.points[0].median, "last": self.points[-1].median,
                 "median": self.median, "points": [p.__dict__ for p in self.points],
                 "steps": [s.__dict__ for s in self.steps]}
@@ -194,27 +196,28 @@ def _parse_time(text: str, what: str) -> datetime:
 
 def trends(db: sqlite3.Connection, workload: str | None = None, since: str | None = None,
            alpha: float = 0.01, seed: int = 0) -> list[Trend]:
-    """One Trend per measurement key, its points in run order, with the steps found in them.
+    """One Trend per measurement key and device, its points in run order, with the steps found in them.
     `workload`: only that workload (or a suite entry of that name); `since`: runs created then or later."""
     after = _parse_time(since, "--since") if since else None
-    query = ("SELECT m.key, m.workload, m.backend, r.run_id, r.created_at, r.git_commit, m.median, m.n "
+    query = ("SELECT m.key, m.workload, m.backend, r.device, r.run_id, r.created_at, r.git_commit, m.median, m.n "
              "FROM measurements m JOIN runs r USING (run_id)")
     args: tuple[str, ...] = ()
     if workload:
         query += " WHERE m.workload = ? OR m.entry = ?"
         args = (workload, workload)
-    series: dict[str, tuple[str, str, list[tuple[datetime, Point]]]] = {}
-    for key, wl, backend, run_id, created, commit, med, n in db.execute(query, args):
+    series: dict[tuple[str, str], tuple[str, str, str | None, list[tuple[datetime, Point]]]] = {}
+    for key, wl, backend, device, run_id, created, commit, med, n in db.execute(query, args):
         when = _parse_time(created, f"run {run_id}: created_at")
         if after is not None and when < after:
             continue
-        series.setdefault(key, (wl, backend, []))[2].append((when, Point(run_id, created, commit, med, n)))
+        series.setdefault((key, device or ""), (wl, backend, device, []))[3].append(
+            (when, Point(run_id, created, commit, med, n)))
     out = []
-    for key in sorted(series):
-        wl, backend, timed = series[key]
+    for key, device_key in sorted(series):
+        wl, backend, device, timed = series[key, device_key]
         points = [p for _, p in sorted(timed, key=lambda tp: (tp[0], tp[1].run_id))]
         found = e_divisive([p.median for p in points], alpha=alpha, seed=seed)
-        out.append(Trend(key, wl, backend, points, [_step(points, c) for c in found]))
+        out.append(Trend(key, wl, backend, device, points, [_step(points, c) for c in found]))
     return out
 
 
