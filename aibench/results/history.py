@@ -117,10 +117,10 @@ class Trend:
 @contextmanager
 def open_history(path: Path) -> Iterator[sqlite3.Connection]:
     """The database at `path` (created with its tables when absent), committed on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path)
-    except sqlite3.Error as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise AibenchError(f"{path}: cannot open the history database ({exc})") from None
     try:
         _migrate(db, path)
@@ -159,7 +159,10 @@ def add_run(db: sqlite3.Connection, run: LoadedRun, git_commit: str | None = Non
     created = run.manifest.get("created_at")
     if not isinstance(run_id, str) or not isinstance(created, str):
         raise AibenchError(f"{run.source}: the manifest has no run_id or created_at to file it under")
-    _parse_time(created, f"{run.source}: created_at")
+    try:
+        _parse_time(created, f"{run.source}: created_at")
+    except UsageError as exc:  # the run's own data, not the user's command line: exit 1, not 2
+        raise AibenchError(str(exc)) from None
     if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
         return AddResult(run_id, False, 0, 0)
     suite = run.manifest.get("suite")
