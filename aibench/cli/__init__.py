@@ -35,13 +35,15 @@ def _register() -> None:
     from aibench.cli.bundle import bundle_group
     from aibench.cli.compare import compare_command
     from aibench.cli.env import env_command
+    from aibench.cli.history import history_group
     from aibench.cli.report import report_command
     from aibench.cli.run import list_command, run_command
     from aibench.cli.serve import serve_bench_command, serve_command
     from aibench.cli.suite import suite_command
 
     for command in (env_command, list_command, run_command, suite_command, bundle_group, report_command,
-                    compare_command, commitments_command, accept_command, serve_command, serve_bench_command):
+                    compare_command, commitments_command, accept_command, history_group, serve_command,
+                    serve_bench_command):
         cli.add_command(command)
 
 
