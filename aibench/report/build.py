@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aibench.bundle.system_check import system_findings
+from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.core.text import printable
 from aibench.report import tco
@@ -102,7 +103,14 @@ def _key_ci(timing: dict[str, Any], family: Family, key: Value) -> tuple[float, 
     """The key metric's 95% interval from the median time's: the metric is work / time, so the
     interval's ends swap (the slow end of the time is the low end of the rate)."""
     ci, median = timing.get("ci95_median"), _positive(timing.get("median"))
-    if not family.noise_of_key or key.value is None or median is None or not isinstance(ci, list) or len(ci) != 2:
+    if not family.noise_of_key or key.value is None or median is None:
+        return None
+    samples = timing.get("samples_s")
+    if not (isinstance(ci, list) and len(ci) == 2) and isinstance(samples, list) and samples:
+        # An older record without the interval: derived from its raw samples, as the timer does.
+        values = [x for x in samples if _positive(x) is not None]
+        ci = list(stats.bootstrap_ci_median(values)) if len(values) == len(samples) else None
+    if not isinstance(ci, list) or len(ci) != 2:
         return None
     low_s, high_s = _positive(ci[0]), _positive(ci[1])
     if low_s is None or high_s is None or low_s > high_s:

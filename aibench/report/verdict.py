@@ -33,12 +33,12 @@ class RowVerdict:
     metric: str  # the key metric's title
     winner: str | None  # one system, or None (tie or nothing to rank)
     tied: tuple[str, ...]  # the systems a tie is among (empty unless a tie)
-    note: str  # why there is no winner, or "" when there is one
+    note: str  # why there is no winner, or what qualifies a win ("" for a clear one)
 
     @property
     def text(self) -> str:
         if self.winner is not None:
-            return f"{self.winner} wins"
+            return f"{self.winner} wins" + (f" ({self.note})" if self.note else "")
         if self.tied:
             return f"tie: {', '.join(self.tied)} (confidence intervals overlap)"
         return f"no verdict: {self.note}"
@@ -93,7 +93,7 @@ def decide(names: Sequence[str], intervals: Sequence[Interval | None]) -> tuple[
     if len(present) == 1:
         if len(names) == 1:
             return None, (), "one system only: nothing to compare"
-        return present[0][0], (), ""
+        return present[0][0], (), "the only system with a figure"
     best_name, best = max(present, key=lambda p: p[1].point)
     tied = [n for n, iv in present if n == best_name or iv.high >= best.low]
     if len(tied) == 1:
@@ -169,6 +169,14 @@ def build_verdict(report: Report) -> Verdict:
                    for i, name in enumerate(names))
     comparable = all(s.comparable and not s.preview for s in report.systems)
     return Verdict(tuple(verdicts), scores, comparable)
+
+
+VERDICT_NOTE = ("A measurement has a winner where the best system's 95% confidence interval of the key metric "
+                "overlaps no other system's, else a tie among the systems it overlaps. Scores: geometric mean "
+                "of each system's key metric over the best system's in each measurement (1.000 = best "
+                "everywhere), with how many measurements each mean covers; means over different sets of "
+                "measurements are not comparable.")
+SCORE_HEADER = ["system", "overall", "per GPU", "per kW (measured power)", "per EUR of TCO"]
 
 
 def score_text(score: Score | None) -> str:
