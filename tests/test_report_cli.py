@@ -140,3 +140,14 @@ def test_quiet_warnings_one_line_per_kind_and_the_verdict_last(tmp_path: Path) -
     code, _, err = invoke(str(a), str(b), "--verbose")
     lines = err.strip().splitlines()
     assert sum("PREVIEW run" in line for line in lines) == 2 and lines[-1].startswith("verdict: ")
+
+
+def test_example_prices_show_the_tco_section_for_a_cpu_preview_run(tmp_path: Path) -> None:
+    cpu = {"spec": "cpu", "kind": "cpu", "name": "Some CPU model 9000", "index": None}
+    run = write_run_dir(tmp_path, run_files(manifest(preview=True, comparable=False, device=cpu),
+                                            [record(preview=True, device=cpu)]))
+    code, out, err = invoke(str(run), "--tco", str(EXAMPLE_PRICES))
+    assert code == 0, err
+    tco_section = out[out.index("## Total cost of ownership"):out.index("## Records")]
+    assert "| test box | cpu | 3,000 EUR | 4 years |" in tco_section  # matched by kind, not CPU model
+    assert "EUR / PFLOP" in tco_section  # the gemm record is priced (its energy cost is unavailable: no power)

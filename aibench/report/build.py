@@ -267,7 +267,8 @@ def _whole_entry_skips(runs: Sequence[LoadedRun], index: dict[Key, list[dict[str
 
 
 def _system_cost(run: LoadedRun, prices: dict[str, tco.Prices]) -> SystemCost:
-    p, note = tco.prices_for(prices, run.label, run.device_name)
+    kind = _d(run.manifest.get("device")).get("kind")
+    p, note = tco.prices_for(prices, run.label, run.device_name, kind if isinstance(kind, str) else None)
     if p is None:
         return SystemCost(None, f"TCO unavailable: {note}", missing(note))
     return SystemCost(p, note, Value(tco.hourly_fixed_eur(p)))
