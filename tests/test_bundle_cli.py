@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from bundle_helpers import manifest, run_files, write_run_dir
+from bundle_helpers import manifest, record, run_files, write_run_dir
 from click.testing import CliRunner
 
 from aibench.cli.bundle import bundle_group
@@ -90,3 +90,29 @@ def test_packing_an_interrupted_run_warns_that_the_bundle_will_not_verify(tmp_pa
     one = write_run_dir(tmp_path / "one", run_files(manifest(complete=False, finished_at=None, suite=None)))
     code, out = _invoke("pack", one, "-o", tmp_path / "d.tar.gz")  # `aibench run`: no suite to resume
     assert code == 0 and "run it again" in out and "--resume" not in out
+
+
+def _interpreted_preview_bundle(tmp_path: Path) -> Path:
+    records = [record(preview=True, interpreted=True),
+               record(entry="copy", workload="memory.copy", id="memory.copy[]/torch", preview=True, interpreted=True)]
+    bundle = tmp_path / "out.tar.gz"
+    assert _invoke("pack", write_run_dir(tmp_path, run_files(manifest(preview=True), records)), "-o", bundle)[0] == 0
+    return bundle
+
+
+def test_verify_is_quiet_one_line_per_code_and_the_verdict_last(tmp_path: Path) -> None:
+    bundle = _interpreted_preview_bundle(tmp_path)
+    code, out = _invoke("verify", bundle)
+    lines = out.strip().splitlines()
+    interpreted = [line for line in lines if "interpreted" in line]
+    assert interpreted == ["warning interpreted: 2 x, e.g. run/records.jsonl [gemm[m=64]/torch]: "
+                           "Triton ran in its CPU interpreter: timing is meaningless"]
+    assert lines[-1].startswith("VALID ") and "warning(s)" in lines[-1] and code == 0
+    assert "memory.copy[]/torch" not in out  # the second example is counted, not shown
+
+
+def test_verify_verbose_shows_every_finding(tmp_path: Path) -> None:
+    bundle = _interpreted_preview_bundle(tmp_path)
+    code, out = _invoke("verify", bundle, "--verbose")
+    assert code == 0 and "memory.copy[]/torch" in out and "gemm[m=64]/torch" in out
+    assert out.strip().splitlines()[-1].startswith("VALID ")

@@ -14,7 +14,7 @@ from test_report_build import H100, H200, two_systems
 
 from aibench.bundle import pack
 from aibench.cli.common import AibenchGroup
-from aibench.cli.report import output_format, report_command
+from aibench.cli.report import output_format, report_command, warning_code
 from aibench.core.errors import UsageError
 
 EXAMPLE_PRICES = Path(__file__).resolve().parent.parent / "examples" / "prices.toml"
@@ -118,3 +118,38 @@ def test_records_are_not_mutated(tmp_path: Path, runs: list[str]) -> None:
     assert invoke(*runs)[0] == 0
     assert (Path(runs[0]) / "records.jsonl").read_text(encoding="utf-8") == before
     assert all(json.loads(line) for line in before.splitlines())
+
+
+def test_warning_codes_drop_the_system_and_counts() -> None:
+    labels = ["H100", "H100 #2"]
+    assert warning_code("H100 #2: THROTTLED during 3 measurement(s) (SwPowerCap): clocks", labels) == \
+        "THROTTLED during N measurement(s) (SwPowerCap)"
+    assert warning_code("H100: PREVIEW run (CPU or shrunk sizes): its numbers", labels) == \
+        "PREVIEW run (CPU or shrunk sizes)"
+
+
+def test_quiet_warnings_one_line_per_kind_and_the_verdict_last(tmp_path: Path) -> None:
+    a = write_run_dir(tmp_path / "a", run_files(manifest(preview=True)))
+    b = write_run_dir(tmp_path / "b", run_files(manifest(preview=True)))
+    code, _, err = invoke(str(a), str(b))
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    preview = [line for line in lines if line.startswith("warning PREVIEW")]
+    assert len(preview) == 1 and preview[0].startswith("warning PREVIEW run (CPU or shrunk sizes): 2 x, e.g. ")
+    assert lines[-1].startswith("verdict: PREVIEW (not comparable): ")
+    code, _, err = invoke(str(a), str(b), "--verbose")
+    lines = err.strip().splitlines()
+    assert sum("PREVIEW run" in line for line in lines) == 2 and lines[-1].startswith("verdict: ")
+
+
+def test_example_prices_show_the_tco_section_for_a_cpu_preview_run(tmp_path: Path) -> None:
+    cpu = {"spec": "cpu", "kind": "cpu", "name": "Some CPU model 9000", "index": None}
+    run = write_run_dir(tmp_path, run_files(manifest(preview=True, comparable=False, device=cpu),
+                                            [record(preview=True, device=cpu)]))
+    code, out, err = invoke(str(run), "--tco", str(EXAMPLE_PRICES))
+    assert code == 0, err
+    tco_section = out[out.index("## Total cost of ownership"):out.index("## Records")]
+    assert "| test box | cpu | 3,000 EUR | 4 years |" in tco_section  # matched by kind, not CPU model
+    # the gemm record has a row; with no power reading its cost is unavailable, never a guess
+    assert "| gemm-small | test box | unavailable: not measured: no NVML | unavailable: no measured power |" \
+        in tco_section

@@ -33,7 +33,7 @@ def test_derived_figures_exact() -> None:
 
 def test_example_file_parses() -> None:
     prices = tco.load_prices(EXAMPLE)
-    assert set(prices) == {"NVIDIA H100 80GB HBM3", "NVIDIA H200"}
+    assert set(prices) == {"NVIDIA H100 80GB HBM3", "NVIDIA H200", "cpu"}
     assert prices["NVIDIA H200"] == Prices(35000.0, 4.0, 0.12, 1.3, 2000.0)
 
 
@@ -84,3 +84,9 @@ def test_unreadable_prices_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(UsageError, match="not UTF-8"):
         tco.load_prices(path)
+
+
+def test_a_cpu_entry_prices_any_cpu_by_device_kind() -> None:
+    prices = {"cpu": ROUND}
+    assert tco.prices_for(prices, "box", "AMD EPYC 7763 64-Core Processor", "cpu") == (ROUND, "cpu")
+    assert tco.prices_for(prices, "box", "NVIDIA H200", "cuda")[0] is None

@@ -95,6 +95,18 @@ def _findings_table(title: str, style: str, findings: tuple[Finding, ...]) -> Ta
     return table
 
 
+def _print_summary(kind: str, style: str, findings: tuple[Finding, ...]) -> None:
+    """One line per finding code (its count and first example), the quiet default of verify."""
+    from aibench.cli.format import finding_summary
+
+    pairs = []
+    for f in findings:
+        where = " ".join(x for x in (f.member, f.record and f"[{f.record}]") if x)
+        pairs.append((f.code, f"{where}: {f.message}" if where else f.message))
+    for line in finding_summary(pairs):
+        console.print(f"[{style}]{kind}[/] {escape(line)}", soft_wrap=True, highlight=False)
+
+
 def _parse_limits(pairs: tuple[str, ...]) -> Limits:
     from aibench.bundle import Limits
 
@@ -122,9 +134,10 @@ def _parse_limits(pairs: tuple[str, ...]) -> Limits:
 @click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
               help="Change a reader limit, e.g. max_total_bytes=4294967296 (see aibench.bundle.Limits).")
 @click.option("--json", "json_", is_flag=True, help="Print {valid, errors, warnings, summary} as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every finding (default: one line per finding code).")
 @click.pass_context
 def verify_command(ctx: click.Context, bundle: Path, pubkeys: tuple[Path, ...], limits: tuple[str, ...],
-                   json_: bool) -> None:
+                   json_: bool, verbose: bool) -> None:
     """Check a bundle offline: integrity, signature, schemas and run rules (exit 1 when invalid).
 
     \b
@@ -142,11 +155,15 @@ def verify_command(ctx: click.Context, bundle: Path, pubkeys: tuple[Path, ...], 
     report = verify(bundle, trusted, reader_limits)
     if json_:
         print_json(report.to_dict())
-    else:
+    elif verbose:
         if report.errors:
             console.print(_findings_table(f"{len(report.errors)} error(s)", "bold red", report.errors))
         if report.warnings:
             console.print(_findings_table(f"{len(report.warnings)} warning(s)", "bold yellow", report.warnings))
+    else:
+        _print_summary("error", "red", report.errors)
+        _print_summary("warning", "yellow", report.warnings)
+    if not json_:
         s = report.summary
         facts = ", ".join(f"{k}={escape(str(s[k]))}" for k in ("run_id", "suite", "division", "records", "signer")
                           if s.get(k) is not None)

@@ -99,3 +99,15 @@ def plan_table(rows: list[dict[str, Any]], title: str = "plan") -> Table:
         table.add_row(escape(r["case"]), escape(r["workload"]), escape(backends), escape(timing),
                       f"[yellow]{escape(skip)}[/yellow]" if skip else "")
     return table
+
+
+def finding_summary(findings: list[tuple[str, str]]) -> list[str]:
+    """One line per finding code, in order of first appearance: its count and its first example
+    (what a person reads; --verbose shows every finding)."""
+    first: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for code, text in findings:
+        first.setdefault(code, text)
+        counts[code] = counts.get(code, 0) + 1
+    return [f"{code}: {counts[code]} x, e.g. {first[code]}" if counts[code] > 1 else f"{code}: {first[code]}"
+            for code in first]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def output_format(fmt: str | None, out: Path | None) -> str:
 @click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="Public key that signed the bundles (bundles are verified before they are read); repeat it "
                    "for bundles of several signers: each must be signed by one of the keys.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every warning (default: one line per kind of warning).")
 def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | None, fmt: str | None,
-                   backend: str, pubkeys: tuple[Path, ...]) -> None:
+                   backend: str, pubkeys: tuple[Path, ...], verbose: bool) -> None:
     """Compare systems for procurement: headline metrics, energy and cost, every number traceable.
 
     The first run is the reference of every ratio.
@@ -67,6 +69,25 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
         except OSError as exc:
             raise AibenchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
         err_console.print(f"report written to {out}", markup=False, highlight=False, emoji=False)
-    for warning in report.warnings:
+    from aibench.cli.format import finding_summary
+    from aibench.report.verdict import build_verdict
+
+    labels = [s.label for s in report.systems]
+    lines = ([f"warning: {w}" for w in report.warnings] if verbose else
+             [f"warning {line}" for line in finding_summary([(warning_code(w, labels), w) for w in report.warnings])])
+    lines.append(f"verdict: {build_verdict(report).summary()}")
+    for line in lines:
         # A warning quotes the bundle (system name, skip reasons): no control sequence reaches the terminal.
-        err_console.print(f"warning: {printable(warning)}", markup=False, highlight=False, emoji=False)
+        err_console.print(printable(line), markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def warning_code(warning: str, labels: list[str]) -> str:
+    """The kind of a report warning, for the quiet summary: its text up to the first colon, without
+    the system it concerns and with counts as N ("THROTTLED during N measurement(s) (SwPowerCap)")."""
+    text = warning
+    for label in sorted(labels, key=len, reverse=True):  # "H100 #2" before "H100"
+        if text.startswith(f"{label}: "):
+            text = text[len(label) + 2:]
+            break
+    head = re.sub(r"\d+", "N", text.split(": ", 1)[0])
+    return head if len(head) <= 60 else head[:57] + "..."

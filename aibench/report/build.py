@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aibench.bundle.system_check import system_findings
+from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.core.text import printable
 from aibench.report import tco
@@ -85,8 +86,36 @@ def _system(run: LoadedRun, label: str) -> System:
         complete=m.get("complete") is True, preview=m.get("preview") is not False,
         comparable=m.get("comparable") is True,
         description_missing=len(missing_fields) if isinstance(missing_fields, list) else 0,
-        signature=run.signature,
+        signature=run.signature, accelerator_count=_accelerator_count(count, gpus),
     )
+
+
+def _accelerator_count(stated: Any, gpus: list[dict[str, Any]]) -> int | None:
+    """The description's count (an integer or a string of digits), else the GPUs the run saw."""
+    if isinstance(stated, str) and stated.strip().isdigit():
+        stated = int(stated)
+    if isinstance(stated, int) and not isinstance(stated, bool) and stated > 0:
+        return stated
+    return len(gpus) or None
+
+
+def _key_ci(timing: dict[str, Any], family: Family, key: Value) -> tuple[float, float] | None:
+    """The key metric's 95% interval from the median time's: the metric is work / time, so the
+    interval's ends swap (the slow end of the time is the low end of the rate)."""
+    ci, median = timing.get("ci95_median"), _positive(timing.get("median"))
+    if not family.noise_of_key or key.value is None or median is None:
+        return None
+    samples = timing.get("samples_s")
+    if not (isinstance(ci, list) and len(ci) == 2) and isinstance(samples, list) and samples:
+        # An older record without the interval: derived from its raw samples, as the timer does.
+        values = [x for x in samples if _positive(x) is not None]
+        ci = list(stats.bootstrap_ci_median(values)) if len(values) == len(samples) else None
+    if not isinstance(ci, list) or len(ci) != 2:
+        return None
+    low_s, high_s = _positive(ci[0]), _positive(ci[1])
+    if low_s is None or high_s is None or low_s > high_s:
+        return None
+    return key.value * median / high_s, key.value * median / low_s
 
 
 def _labels(runs: Sequence[LoadedRun]) -> list[str]:
@@ -201,7 +230,7 @@ def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost
         rel_noise=_number(timing.get("rel_noise")) if family.noise_of_key else None,
         median_s=_number(timing.get("median")), ratio=ratio,
         energy=energy, cost=_cost(rec, family, key, energy, sc) if sc is not None else None,
-        samples_file=samples if isinstance(samples, str) else None,
+        samples_file=samples if isinstance(samples, str) else None, ci=_key_ci(timing, family, key),
     )
 
 
@@ -238,7 +267,8 @@ def _whole_entry_skips(runs: Sequence[LoadedRun], index: dict[Key, list[dict[str
 
 
 def _system_cost(run: LoadedRun, prices: dict[str, tco.Prices]) -> SystemCost:
-    p, note = tco.prices_for(prices, run.label, run.device_name)
+    kind = _d(run.manifest.get("device")).get("kind")
+    p, note = tco.prices_for(prices, run.label, run.device_name, kind if isinstance(kind, str) else None)
     if p is None:
         return SystemCost(None, f"TCO unavailable: {note}", missing(note))
     return SystemCost(p, note, Value(tco.hourly_fixed_eur(p)))

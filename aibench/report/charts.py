@@ -29,11 +29,26 @@ MAX_SAMPLES_BYTES = 20 * 2**20  # a samples CSV larger than this is not read (a 
 _POWER_COLUMNS = ("power_instant_w", "power_usage_w")  # NVML / amdsmi readers, instant first
 
 
+LOG_SPAN = 100.0  # values spanning more than this factor get a log axis (linear hides the small bars)
+
+
 @dataclass(frozen=True)
 class Chart:
     title: str
     png_base64: str
     alt: str
+    family: str = ""  # the results table it belongs beside ("" for power charts)
+    preview: bool = False  # its numbers come from a preview or not-comparable run
+
+
+def needs_log_scale(values: list[float]) -> bool:
+    """Whether positive values span more than LOG_SPAN (max / min)."""
+    positive = [v for v in values if v > 0]
+    return len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+
+
+def not_comparable(report: Report) -> bool:
+    return any(s.preview or not s.comparable for s in report.systems)
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -59,6 +74,7 @@ def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
         fig = Figure(figsize=(9, 1.2 + 0.35 * len(rows) * max(1, n_sys) / 1.5))
         ax = fig.add_subplot()
         height = 0.8 / n_sys
+        drawn: list[float] = []
         for s in range(n_sys):
             ys, xs = [], []
             for r, row in enumerate(rows):
@@ -71,20 +87,26 @@ def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
                     ys.append(y)
                     xs.append(value * metric.scale)
             ax.barh(ys, xs, height=height, color=f"C{s % 10}")
+            drawn += xs
+        if needs_log_scale(drawn):
+            ax.set_xscale("log")
         ax.set_yticks(range(len(rows)))
         ax.set_ylim(len(rows) - 0.5, -0.5)  # first measurement on top
         named = report.backend != "baseline"  # the baseline view shows one backend per measurement
         ax.set_yticklabels([_short(f"{row.label} ({row.backend})" if named else row.label) for row in rows],
                            fontsize=8)
         unit = "" if metric.unit == metric.title else f" ({metric.unit})"
-        ax.set_xlabel(f"{metric.title}{unit}, higher is better")
-        ax.set_title(_short(title, 90), fontsize=10)
+        scale = ", log scale" if ax.get_xscale() == "log" else ""
+        ax.set_xlabel(f"{metric.title}{unit}, higher is better{scale}")
+        preview = not_comparable(report)
+        ax.set_title(_short(("PREVIEW, not comparable: " if preview else "") + title, 90), fontsize=10,
+                     color="#b00020" if preview else "black")
         # Explicit handles: a system with no bar at all still gets its colour in the legend.
         handles = [Patch(color=f"C{s % 10}", label=_short(system.label, 40))
                    for s, system in enumerate(report.systems[:n_sys])]
         ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         png = _png(fig)
-    return Chart(title, png, f"bar chart of {metric.title} per measurement and system")
+    return Chart(title, png, f"bar chart of {metric.title} per measurement and system", rows[0].family.name, preview)
 
 
 def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:

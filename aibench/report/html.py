@@ -94,13 +94,23 @@ def render_html(report: Report, charts: bool = True) -> str:
         chart_notes = notes + more
     energy_rows, unmeasured = _energy(report)
     tco_systems, tco_rows = _tco(report)
+    from aibench.report.verdict import SCORE_HEADER, VERDICT_NOTE, build_verdict, score_rows
+
+    results = _results(report)
+    beside = {c.family: c for c in headline if c.family}
+    for fam in results:  # each family's chart beside its table
+        fam["chart"] = beside.pop(fam["name"], None)
+    headline = [c for c in headline if c.family in beside or not c.family]
+
+    verdict = build_verdict(report)
     template = _environment().get_template("report.html.j2")
     return template.render(
         version=__version__, report=report, systems=report.systems, warnings=report.warnings,
         backend_note=BACKEND_NOTE.get(report.backend, f"backend {report.backend}"),
-        first=report.systems[0].label, results=_results(report), energy_rows=energy_rows, unmeasured=unmeasured,
+        first=report.systems[0].label, results=results, energy_rows=energy_rows, unmeasured=unmeasured,
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
         tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power,
-        chart_notes=chart_notes, records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+        chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
+        score_rows=score_rows(verdict), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
                                           for _, s, c in report.cells()],
     )

@@ -49,8 +49,18 @@ def render_markdown(report: Report) -> str:
              "Every figure names its record (`rN`, listed under Records).", ""]
     if report.warnings:
         lines += ["## Warnings", ""] + [f"- **WARNING** {md(w)}" for w in report.warnings] + [""]
-    lines += _systems(report) + _results(report) + _energy(report) + _tco(report) + _records(report)
+    lines += _verdict(report) + _systems(report) + _results(report) + _energy(report) + _tco(report) + _records(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _verdict(report: Report) -> list[str]:
+    from aibench.report.verdict import SCORE_HEADER, VERDICT_NOTE, build_verdict, score_rows
+
+    verdict = build_verdict(report)
+    out = ["## Verdict", "", f"**{md(verdict.summary())}**", "", md(VERDICT_NOTE), ""]
+    if verdict.rows:
+        out += _table(["measurement", "key metric", "verdict"], [[r.label, r.metric, r.text] for r in verdict.rows])
+    return out + _table(SCORE_HEADER, score_rows(verdict))
 
 
 def _systems(report: Report) -> list[str]:

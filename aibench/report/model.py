@@ -137,6 +137,9 @@ class Cell:
     cost: Cost | None
     samples_file: str | None = None
     ref: str = ""  # short reference ("r3") into the record index
+    # 95% confidence interval of the key metric (from the median's bootstrap interval); None where
+    # the timing's spread is not the key metric's (noise_of_key false) or the record has none.
+    ci: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class System:
     description_missing: int  # required system-description fields nobody gave
     cost: SystemCost | None = None
     signature: str = "not stated"  # LoadedRun.signature: verified signer, unchecked or unsigned
+    accelerator_count: int | None = None  # for per-GPU figures; None where no one says
 
 
 @dataclass(frozen=True)

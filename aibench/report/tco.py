@@ -94,12 +94,14 @@ def load_prices(path: str | Path) -> dict[str, Prices]:
     return parse_prices(data, str(p))
 
 
-def prices_for(prices: dict[str, Prices], label: str, device_name: str | None) -> tuple[Prices | None, str]:
-    """The entry of a run: by its label (system name, else device), then by device name.
+def prices_for(prices: dict[str, Prices], label: str, device_name: str | None,
+               device_kind: str | None = None) -> tuple[Prices | None, str]:
+    """The entry of a run: by its label (system name, else device), then by device name, then by
+    device kind ("cpu": one entry for any CPU, whose model name differs from machine to machine).
 
     Returns (prices, the key used) or (None, why there is none).
     """
-    for key in (label, device_name):
+    for key in (label, device_name, device_kind):
         if key and key in prices:
             return prices[key], key
     names = " or ".join(repr(k) for k in dict.fromkeys(k for k in (label, device_name) if k))
