@@ -24,7 +24,7 @@ def _run(root: Path, i: int, median: float, device: str = "NVIDIA H100") -> Path
     """Run number i: created on day i+1 of January 2026 at commit c<i>, its gemm timed around `median`."""
     samples = [median * (1 + 0.001 * ((j * 7) % 11 - 5)) for j in range(20)]
     timing = {"method": "cuda_event", "samples_s": samples, "n": 20, "median": stats.median(samples),
-              "converged": True, "stop_reason": "converged", "total_s": sum(samples), "ci95_median": [0.9 * median, 1.1 * median]}
+              "converged": True, "stop_reason": "converged", "total_s": sum(samples), "ci95_median": list(stats.bootstrap_ci_median(samples))}
     env = {"aibench": {"version": "x", "git_commit": f"c{i:039d}", "git_dirty": False, "unavailable": {}}}
     man = manifest(run_id=f"run-{i:02d}", created_at=f"2026-01-{i + 1:02d}T00:00:00.000+00:00", environment=env,
                    device={"name": device})
@@ -59,7 +59,7 @@ def test_add_is_idempotent_and_versioned(tmp_path: Path, runs: list[Path]) -> No
                        "FROM measurements JOIN runs USING (run_id)").fetchone()
     conn.close()
     assert row[0] == "gemm-small::gemm[m=64]/torch"
-    assert row[1] == pytest.approx(1e-3) and row[2] == 20 and row[3] == pytest.approx(0.9e-3)
+    assert row[1] == pytest.approx(1e-3) and row[2] == 20 and row[3] == stats.bootstrap_ci_median(json.loads(row[4]))[0]
     assert len(json.loads(row[4])) == 20
     assert row[5] == "c" + "0" * 39 and row[6] == "NVIDIA H100"
 
