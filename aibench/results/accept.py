@@ -25,8 +25,14 @@ from typing import Any
 from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.core.junit import Status, TestCase
-from aibench.results.commitments import (Commitment, check_tolerance, commitments_from_run, higher_is_better,
-                                         measured_value, sample_metrics)
+from aibench.results.commitments import (
+    Commitment,
+    check_tolerance,
+    commitments_from_run,
+    higher_is_better,
+    measured_value,
+    sample_metrics,
+)
 from aibench.results.compare import first_of_each
 from aibench.results.runs import LoadedRun
 

@@ -17,6 +17,7 @@ until a candidate is not significant. Seeded: the same series always gives the s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,7 @@ def e_divisive(series: Sequence[float], *, alpha: float = 0.01, permutations: in
     p_values: dict[int, float] = {}
     while True:
         candidates = []
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in itertools.pairwise(bounds):
             if hi - lo >= 2 * min_size and (lo, hi) not in rejected:
                 segment = values[lo:hi]
                 split, q = _best_split(np.abs(segment[:, None] - segment[None, :]), min_size)

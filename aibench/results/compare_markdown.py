@@ -3,7 +3,7 @@ summary table of every measurement. Pure: builds a string, the caller writes or 
 
 from __future__ import annotations
 
-from aibench.results.compare import FAILING, Comparison, CompareResult, geomean_phrase
+from aibench.results.compare import FAILING, CompareResult, Comparison, geomean_phrase
 
 # What a reviewer must see before the fold: failures, then the changes that did not fail.
 _CHANGES = ("slower", "broken", "lost", "faster")

@@ -25,8 +25,7 @@ import jsonschema
 from aibench import __version__
 from aibench.core.errors import AibenchError
 from aibench.core.jsonutil import write_json_atomic
-from aibench.measure.records import append_jsonl, now_iso, read_jsonl, validate
-from aibench.measure.records import Outcome
+from aibench.measure.records import Outcome, append_jsonl, now_iso, read_jsonl, validate
 from aibench.results.samples_csv import write_samples_csv
 
 RUN_KIND = "aibench.run"
