@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from aibench.core.errors import Unsupported
+from aibench.core.formulas import attended_pairs, attention_bytes, attention_flops  # noqa: F401 (re-exported; torch-free for the buyer's recompute)
 from aibench.kernels.attention_inner import HAS_TRITON, _attn_fwd_inner, _jit, is_interpreter, tl, triton
 from aibench.kernels.flash_decode import split_kv_attention
 
@@ -269,34 +270,3 @@ def attention_reference(
                 p = torch.softmax(s, dim=-1).nan_to_num(0.0)  # all -inf row -> NaN -> 0
                 out[bi, heads, r0:r1] = p @ vh
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# FLOP and byte formulas (pure functions)
-# ----------------------------------------------------------------------------------------------
-def attended_pairs(sq: int, skv: int, causal: bool) -> int:
-    """Number of (query, key) pairs that take part, per batch and head.
-
-    Causal counts the unmasked pairs exactly (bottom-right: row i sees min(i + Skv - Sq + 1, Skv)
-    keys, at least 0). For Sq == Skv == S that is S(S+1)/2, a factor (1 + 1/S) over the
-    "halve it" convention of the Triton tutorial and FlashAttention papers (0.02% at S = 4096).
-    """
-    if not causal:
-        return sq * skv
-    if sq <= skv:
-        return sq * (2 * skv - sq + 1) // 2  # rows see skv-sq+1 ... skv keys
-    return skv * (skv + 1) // 2  # the first sq - skv rows see nothing, the rest 1 ... skv
-
-
-def attention_flops(b: int, hq: int, sq: int, skv: int, d: int, causal: bool) -> int:
-    """FLOPs of the forward pass: 2 matmuls (q k^T and p v) of 2 flops per multiply-add per pair.
-
-    4 * b * hq * pairs * d, with pairs = sq * skv (non-causal) or the exact causal count above.
-    Softmax exponentials are not counted (convention of FlashAttention and the tutorial).
-    """
-    return 4 * b * hq * attended_pairs(sq, skv, causal) * d
-
-
-def attention_bytes(b: int, hq: int, hkv: int, sq: int, skv: int, d: int, element_size: int) -> int:
-    """Fewest bytes a forward pass moves: q, k, v read once and o written once (K/V with Hkv heads)."""
-    return (2 * b * hq * sq * d + 2 * b * hkv * skv * d) * element_size

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from aibench.core.errors import Unsupported
+from aibench.core.formulas import matmul_bytes, matmul_flops  # noqa: F401 (re-exported; torch-free for the buyer's recompute)
 from aibench.device.fp8 import native_fp8_dtype
 from aibench.kernels.splitk import splitk_reduce, splitk_workspace
 
@@ -663,17 +664,3 @@ def matmul_reference(
     if a_scale is not None and b_scale is not None:
         out = out * (a_scale.to(dtype) * b_scale.to(dtype))
     return out
-
-
-def matmul_flops(m: int, n: int, k: int) -> int:
-    """Floating-point operations of an [m, k] @ [k, n] product: one multiply and one add per
-    term of each of the m * n dot products of length k."""
-    return 2 * m * n * k
-
-
-def matmul_bytes(m: int, n: int, k: int, in_bytes: int, out_bytes: int) -> int:
-    """Fewest bytes one product moves through device memory: A and B read once, C written once.
-
-    (The fp8 per-tensor scales, 8 bytes, are left out.)
-    """
-    return (m * k + k * n) * in_bytes + m * n * out_bytes

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from aibench.core.formulas import copy_bytes, triad_bytes, triad_flops  # noqa: F401 (re-exported; torch-free for the buyer's recompute)
+
 # 16 KiB-ish tiles per program: with 8 warps each thread issues 16-byte vector accesses for fp32
 # (BLOCK / (32 * 8) = 4 elements), the width HOPPER.md asks of memory-bound code. Autotuning
 # between a few sizes covers other dtypes.
@@ -104,18 +106,3 @@ def triad(b: torch.Tensor, c: torch.Tensor, scalar: float, out: torch.Tensor | N
 
 def triad_reference(b: torch.Tensor, c: torch.Tensor, scalar: float) -> torch.Tensor:
     return (b.double() + scalar * c.double()).to(b.dtype)
-
-
-def copy_bytes(n_elements: int, element_size: int) -> int:
-    """Bytes moved by a copy: each element read once and written once."""
-    return 2 * n_elements * element_size
-
-
-def triad_bytes(n_elements: int, element_size: int) -> int:
-    """Bytes moved by a triad: two arrays read, one written (STREAM counts no write-allocate)."""
-    return 3 * n_elements * element_size
-
-
-def triad_flops(n_elements: int) -> int:
-    """One multiply and one add per element."""
-    return 2 * n_elements
