@@ -14,15 +14,26 @@ import pytest
 from aibench.bundle.load import load_run
 from aibench.core import stats
 from aibench.core.errors import UsageError
+from aibench.device.specs import match_spec
 from aibench.measure.records import Outcome, Record
 from aibench.report import build_report
 from aibench.report.model import Report, Row, Value
 from aibench.report.tco import Prices, cost_per_million, cost_per_pflop, hourly_eur, units_per_provisioned_mw
 from aibench.results.rundir import RunDir
 from aibench.results.runs import LoadedRun
+from aibench.results.work import expected_work
 from aibench.telemetry import calc
 
 H100, H200 = "NVIDIA H100 80GB HBM3", "NVIDIA H200"
+
+
+def pct_of_peak(tflops: float, device: str) -> float:
+    """The % of the bf16 datasheet peak a rate is (readers check it against device/specs.py)."""
+    spec = match_spec(device)
+    assert spec is not None
+    return 100.0 * tflops / spec.peak_tflops["bfloat16"]
+
+
 GEMM_PARAMS = {"m": 8192, "n": 8192, "k": 8192, "dtype": "bfloat16"}
 DECODE_PARAMS = {"model": "llama-8b", "batch": 8}
 PRICES = {H100: Prices(capex_eur=25000, lifetime_years=4, power_eur_per_kwh=0.12, pue=1.3, opex_eur_per_year=2000),
@@ -46,18 +57,26 @@ def _fixture_samples(median: float) -> list[float]:
     return [median * (1 + 0.001 * (i - 4.5)) for i in range(10)]
 
 
-FIXTURE_NOISE = stats.rel_noise(_fixture_samples(1e-3))  # the relative noise every fixture record has
+FIXTURE_NOISE = stats.rel_noise(_fixture_samples(1e-3))  # every fixture record's relative noise (to rounding: their medians differ)
 
 
 def rec(workload: str, params: dict[str, Any], device: str, *, backend: str = "torch", entry: str | None = None,
         metrics: dict[str, float] | None = None, unavailable: dict[str, str] | None = None, status: str = "ok",
         reason: str | None = None, work: dict[str, float] | None = None, tel: dict[str, Any] | None = None,
         median: float = 1e-3, interpreted: bool = False) -> Record:
+    formula = expected_work({"workload": workload, "params": params})
+    if formula is not None:  # the work its parameters give (readers recompute it from them) ...
+        work = {**(work or {}), **formula}
+        for unit, amount in formula.items():  # ... and the median that gives the rate the test states
+            rate = {"flops": "tflops", "bytes": "gbps"}.get(unit, f"{unit}_per_s")
+            if metrics and rate in metrics:
+                median = amount / {"flops": 1e12, "bytes": 1e9}.get(unit, 1.0) / metrics[rate]
+                break
     samples = _fixture_samples(median)
     timing = None if status != "ok" else {
         "method": "cuda_event", "samples_s": samples, "n": len(samples), "median": stats.median(samples),
         "converged": True, "stop_reason": "test", "total_s": sum(samples), "rel_noise": stats.rel_noise(samples)}
-    if timing is not None and work and metrics:
+    if timing is not None and work and metrics and formula is None:
         # A rate the test states is what the samples and work give: the work is scaled to it
         # (readers recompute tflops, gbps and <unit>_per_s and refuse a record that disagrees).
         work = dict(work)
@@ -91,7 +110,7 @@ def h100_records() -> list[Record]:
     gemm_work = {"flops": 2 * 8192**3, "bytes": 3 * 2 * 8192**2}
     decode_work = {"tokens": 8.0}
     return [
-        rec("gemm", GEMM_PARAMS, H100, entry="gemm-square", metrics={"tflops": 700.0, "pct_peak_tflops": 70.8},
+        rec("gemm", GEMM_PARAMS, H100, entry="gemm-square", metrics={"tflops": 700.0, "pct_peak_tflops": pct_of_peak(700.0, H100)},
             work=gemm_work, tel=telemetry(650.0, gemm_work, throttled=["SwPowerCap"])),
         rec("gemm", GEMM_PARAMS, H100, entry="gemm-square", backend="triton", metrics={"tflops": 600.0}),
         rec("llm.decode", DECODE_PARAMS, H100, entry="decode", work=decode_work,
@@ -106,7 +125,7 @@ def h100_records() -> list[Record]:
 def h200_records() -> list[Record]:
     gemm_work = {"flops": 2 * 8192**3, "bytes": 3 * 2 * 8192**2}
     return [
-        rec("gemm", GEMM_PARAMS, H200, entry="gemm-square", metrics={"tflops": 770.0, "pct_peak_tflops": 77.9},
+        rec("gemm", GEMM_PARAMS, H200, entry="gemm-square", metrics={"tflops": 770.0, "pct_peak_tflops": pct_of_peak(770.0, H200)},
             work=gemm_work, tel=telemetry(700.0, gemm_work)),
         rec("gemm", GEMM_PARAMS, H200, entry="gemm-square", backend="triton", metrics={"tflops": 690.0}),
         rec("llm.decode", DECODE_PARAMS, H200, entry="decode", work={"tokens": 8.0},
@@ -133,9 +152,9 @@ def test_pairs_records_and_ratios_against_the_first_system(tmp_path: Path) -> No
     gemm = row_of(report, "gemm")
     a, b = gemm.cells
     assert a is not None and b is not None
-    assert [v.value for v in a.values] == [700.0, 70.8] and a.ratio.value == 1.0
+    assert [v.value for v in a.values] == [700.0, pct_of_peak(700.0, H100)] and a.ratio.value == 1.0
     assert b.ratio.value == pytest.approx(770.0 / 700.0)
-    assert a.rel_noise == FIXTURE_NOISE and a.record_id.startswith("gemm[") and a.ref and b.ref != a.ref
+    assert a.rel_noise == pytest.approx(FIXTURE_NOISE, rel=1e-9) and a.record_id.startswith("gemm[") and a.ref and b.ref != a.ref
     decode = row_of(report, "llm.decode").cells[1]
     assert decode is not None and decode.ratio.value == pytest.approx(1.5)
     prefill = row_of(report, "llm.prefill")
@@ -255,7 +274,7 @@ def test_serving_and_vision_families_and_their_cost_basis(tmp_path: Path) -> Non
     assert [m.key for m in serve.family.metrics] == ["output_tokens_per_s", "ttft_p99_s", "tpot_p99_s", "goodput_rps"]
     assert [v.value for v in cell.values] == [4000.0, 0.25, 0.02, 12.5]
     # Its samples are request latencies: their spread is not the throughput's, and is not shown.
-    assert cell.rel_noise is None and row_of(report, "vision.resnet50").cells[0].rel_noise == FIXTURE_NOISE
+    assert cell.rel_noise is None and row_of(report, "vision.resnet50").cells[0].rel_noise == pytest.approx(FIXTURE_NOISE, rel=1e-9)
     hourly = hourly_eur(600.0, PRICES[H200])
     assert cell.cost.per_work_eur.value == pytest.approx(cost_per_million(hourly, 4000.0), rel=1e-15)
     vision = row_of(report, "vision.resnet50").cells[0]

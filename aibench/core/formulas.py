@@ -1,4 +1,5 @@
-"""Work formulas: the FLOPs and bytes of each kernel family, pure integer arithmetic.
+"""Work formulas: the FLOPs and bytes of each kernel family (pure integer arithmetic) and the
+energy per unit of work.
 
 Triton's tutorials keep these beside their kernel; here they live apart so that the buyer's side
 (bundle verify, report, compare) can recompute a record's work from its parameters without torch
@@ -6,6 +7,8 @@ Triton's tutorials keep these beside their kernel; here they live apart so that 
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 # Bytes per element of the dtype names records carry (suites and --param spell them this way).
 ELEMENT_BYTES: dict[str, int] = {
@@ -78,3 +81,34 @@ def triad_bytes(n_elements: int, element_size: int) -> int:
 def triad_flops(n_elements: int) -> int:
     """One multiply and one add per element."""
     return 2 * n_elements
+
+
+# --- energy per unit of work (aibench/telemetry/calc.py) ----------------------------------------
+
+
+# Work units a Case can declare, with the scale that makes the per-unit figure readable
+# (J/TFLOP rather than J/FLOP) and the unit's name in the record's keys.
+_UNIT_SCALE: dict[str, tuple[float, str]] = {
+    "flops": (1e12, "tflop"),
+    "bytes": (1e9, "gb"),
+    "tokens": (1.0, "token"),
+    "images": (1.0, "image"),
+}
+
+
+def per_unit(energy_per_call_j: float | None, work: Mapping[str, float] | None) -> dict[str, float | None]:
+    """Joules per unit of work and units per joule, from energy per call and work per call.
+
+    flops -> j_per_tflop / tflop_per_j, bytes -> j_per_gb / gb_per_j, tokens -> j_per_token /
+    tokens_per_j, images -> j_per_image / images_per_j; other units keep their own name.
+    None where the energy is unknown or the work is not positive: never a made-up figure.
+    """
+    out: dict[str, float | None] = {}
+    for unit, amount in (work or {}).items():
+        scale, name = _UNIT_SCALE.get(unit, (1.0, unit[:-1] if unit.endswith("s") else unit))
+        plural = name if name in ("tflop", "gb") else f"{name}s"
+        scaled = float(amount) / scale if amount is not None else 0.0
+        ok = energy_per_call_j is not None and energy_per_call_j > 0 and scaled > 0
+        out[f"j_per_{name}"] = energy_per_call_j / scaled if ok else None
+        out[f"{plural}_per_j"] = scaled / energy_per_call_j if ok else None
+    return out

@@ -1,8 +1,10 @@
 """Derived numbers recomputed from raw samples, and facts checked against each other.
 
 A vendor that signs its own bundle can write any median or TFLOP/s it likes: the buyer's side
-recomputes every summary with the pure functions the timer used (core/stats.py) and every rate
-from the record's work at its median. Torch-free: bundle.verify, report and compare import it.
+recomputes every summary with the pure functions the timer used (core/stats.py), the work from
+the workload's formulas at the record's parameters (work.py), every rate from that work at the
+median, every % of peak against the datasheet (device/specs.py) and every J per unit from the
+energy window. Torch-free: bundle.verify, report and compare import it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aibench.core import stats
+from aibench.core.formulas import per_unit
+from aibench.device.specs import match_spec
+from aibench.results.work import expected_work
 
 # Recomputed with the same pure functions on the same floats (JSON keeps floats exactly), the
 # numbers agree bit for bit; 1e-9 relative only absorbs a platform's last-bit libm differences.
@@ -97,6 +102,101 @@ def metric_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def work_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """("work_mismatch", why) for each unit of work that the workload's formulas at the record's
+    parameters do not give: a raised `work` would carry its rates up with it unseen."""
+    if rec.get("status") != "ok":
+        return []
+    want = expected_work(rec)
+    if want is None:
+        return []
+    work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
+    out = []
+    for unit, amount in want.items():
+        if unit not in work:
+            out.append(("work_mismatch", f"work.{unit} is missing; {rec.get('workload')} at its params does {amount!r}"))
+        elif _differs(work[unit], float(amount)):
+            out.append(("work_mismatch", f"work.{unit} is {_shown(work[unit])}, {rec.get('workload')} at its "
+                                         f"params does {amount!r}"))
+    return out
+
+
+# Each "% of peak" metric, the rate it is a share of, and which datasheet column is its 100%.
+_PEAK_SHARES = (("pct_peak_tflops", "tflops", "tflops"), ("mfu_pct", "tflops", "tflops"),
+                ("pct_peak_bandwidth", "gbps", "bandwidth"), ("mbu_pct", "effective_bandwidth_gbps", "bandwidth"))
+
+
+def peak_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """("metric_mismatch", why) for a % of peak whose implied 100% is no datasheet peak of the
+    record's device (device/specs.py), or that is claimed for a device with no datasheet row."""
+    if rec.get("status") != "ok":
+        return []
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    device = rec.get("device") if isinstance(rec.get("device"), dict) else {}
+    name = device.get("name") if device.get("kind") != "cpu" else None
+    spec = match_spec(name if isinstance(name, str) else None)
+    out = []
+    for pct_name, rate_name, column in _PEAK_SHARES:
+        pct, rate = metrics.get(pct_name), metrics.get(rate_name)
+        if pct is None:
+            continue
+        if spec is None:
+            out.append(("metric_mismatch", f"metrics.{pct_name} is claimed, but no datasheet peak is known for "
+                                           f"device {_shown(name)}"))
+            continue
+        peaks = list(spec.peak_tflops.values()) if column == "tflops" else [spec.bandwidth_gbps]
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not isinstance(pct, (int, float)) \
+                or isinstance(pct, bool) or pct <= 0:
+            continue  # nothing to divide: the rate's own recompute or the schema speaks for it
+        implied = 100.0 * rate / pct
+        if all(p is None or _differs(implied, p) for p in peaks):
+            out.append(("metric_mismatch", f"metrics.{pct_name} is {_shown(pct)}: with {rate_name} "
+                                           f"{_shown(rate)} that puts 100% at {implied:.6g}, not a datasheet "
+                                           f"peak of {spec.name}"))
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def energy_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """("energy_mismatch", why) where the energy window's derived numbers (per call, average power,
+    J per unit of work) are not what its own energy, calls, duration and the record's work give."""
+    tel = rec.get("telemetry")
+    if rec.get("status") != "ok" or not isinstance(tel, dict) or not _number(tel.get("energy_j")):
+        return []
+    energy, calls, duration = tel["energy_j"], tel.get("calls"), tel.get("duration_s")
+    out = []
+    devices = tel.get("devices")
+    parts = [d.get("energy_j") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    if parts and all(_number(e) for e in parts) and _differs(energy, math.fsum(parts)):
+        out.append(("energy_mismatch", f"telemetry.energy_j is {energy!r}, its devices sum to {math.fsum(parts)!r}"))
+    per_call = energy / calls if _number(calls) and calls > 0 else None
+    if per_call is not None and _differs(tel.get("energy_per_call_j"), per_call):
+        out.append(("energy_mismatch", f"telemetry.energy_per_call_j is {_shown(tel.get('energy_per_call_j'))}, "
+                                       f"energy_j / calls give {per_call!r}"))
+    if _number(duration) and duration > 0 and "avg_power_w" in tel and _differs(tel["avg_power_w"], energy / duration):
+        out.append(("energy_mismatch", f"telemetry.avg_power_w is {_shown(tel['avg_power_w'])}, energy_j / "
+                                       f"duration_s give {energy / duration!r}"))
+    work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
+    per_work = tel.get("work_per_call")
+    if isinstance(per_work, dict) and per_work != work:
+        out.append(("energy_mismatch", "telemetry.work_per_call is not the record's work"))
+    claimed = tel.get("per_unit")
+    if per_call is not None and isinstance(claimed, dict):
+        wants = per_unit(per_call, work)
+        for name in sorted(set(claimed) - set(wants)):  # a report would show it as if measured
+            out.append(("energy_mismatch", f"telemetry.per_unit.{_shown(name)} names no unit of the record's work"))
+        for name, want in wants.items():
+            if name not in claimed:
+                continue
+            if (want is None) != (claimed[name] is None) or (want is not None and _differs(claimed[name], want)):
+                out.append(("energy_mismatch", f"telemetry.per_unit.{name} is {_shown(claimed[name])}, the energy "
+                                               f"per call and the work give {want!r}"))
+    return out
+
+
 def _no_gpu(env: dict[str, Any]) -> str | None:
     """Why the environment fingerprint shows no GPU, or None when it shows one."""
     software = env.get("software") if isinstance(env.get("software"), dict) else {}
@@ -152,11 +252,12 @@ def manifest_problems(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 def record_problems(rec: dict[str, Any], manifest: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Every (code, why) that makes this record's numbers untrustworthy; empty for an honest one."""
-    return [*summary_problems(rec), *metric_problems(rec), *fact_problems(rec, manifest)]
+    return [*summary_problems(rec), *work_problems(rec), *metric_problems(rec), *peak_problems(rec),
+            *energy_problems(rec), *fact_problems(rec, manifest)]
 
 
-REFUSING_CODES = frozenset({"summary_mismatch", "metric_mismatch", "fact_contradiction", "device_mismatch",
-                            "correctness_contradiction"})
+REFUSING_CODES = frozenset({"summary_mismatch", "work_mismatch", "metric_mismatch", "energy_mismatch",
+                            "fact_contradiction", "device_mismatch", "correctness_contradiction"})
 
 
 def refused(records: list[dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -7,10 +7,11 @@ from the raw samples written beside it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aibench.core import stats
+from aibench.core.formulas import per_unit  # noqa: F401 (re-exported; torch-free for the buyer's recompute)
 
 # Clock-event ("throttle") reason bits of nvmlDeviceGetCurrentClocksEventReasons, as listed in
 # shared/reference/hardware.md (NVML section); the older nvmlClocksThrottleReason* names alias them.
@@ -153,34 +154,6 @@ def series_stats(values: Iterable[float | None]) -> dict[str, float] | None:
         "median": stats.median(vals),
         "p99": stats.percentile(vals, 99.0),
     }
-
-
-# Work units a Case can declare, with the scale that makes the per-unit figure readable
-# (J/TFLOP rather than J/FLOP) and the unit's name in the record's keys.
-_UNIT_SCALE: dict[str, tuple[float, str]] = {
-    "flops": (1e12, "tflop"),
-    "bytes": (1e9, "gb"),
-    "tokens": (1.0, "token"),
-    "images": (1.0, "image"),
-}
-
-
-def per_unit(energy_per_call_j: float | None, work: Mapping[str, float] | None) -> dict[str, float | None]:
-    """Joules per unit of work and units per joule, from energy per call and work per call.
-
-    flops -> j_per_tflop / tflop_per_j, bytes -> j_per_gb / gb_per_j, tokens -> j_per_token /
-    tokens_per_j, images -> j_per_image / images_per_j; other units keep their own name.
-    None where the energy is unknown or the work is not positive: never a made-up figure.
-    """
-    out: dict[str, float | None] = {}
-    for unit, amount in (work or {}).items():
-        scale, name = _UNIT_SCALE.get(unit, (1.0, unit[:-1] if unit.endswith("s") else unit))
-        plural = name if name in ("tflop", "gb") else f"{name}s"
-        scaled = float(amount) / scale if amount is not None else 0.0
-        ok = energy_per_call_j is not None and energy_per_call_j > 0 and scaled > 0
-        out[f"j_per_{name}"] = energy_per_call_j / scaled if ok else None
-        out[f"{plural}_per_j"] = scaled / energy_per_call_j if ok else None
-    return out
 
 
 def jitter_stats(actual_intervals: Sequence[float], requested: float) -> dict[str, float | None]:
