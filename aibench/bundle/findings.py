@@ -62,7 +62,8 @@ def capped(findings: list[Finding], per_code: int = 100) -> tuple[Finding, ...]:
     for f in findings:
         extra = counts.get(f.code, 0) - per_code
         if extra > 0:
-            kept.append(Finding(f.severity, f.code, f"... and {extra} more {f.code} findings"))
+            # The member stays (a reader tells a capped record finding from a manifest one); no record.
+            kept.append(Finding(f.severity, f.code, f"... and {extra} more {f.code} findings", f.member))
             counts[f.code] = 0  # one summary line per code
     return tuple(kept)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aibench.bundle.findings import Finding, shown
 from aibench.bundle.layout import RECORDS
 from aibench.bundle.verify import Keys, keyring, verify_and_read
 from aibench.core.errors import AibenchError, BundleError, UsageError
-from aibench.results.recompute import REFUSING_CODES
+from aibench.results.recompute import REFUSING_CODES, invalidated
 from aibench.results.runs import LoadedRun, load_dir, refuse_untrustworthy
 
 
@@ -36,9 +37,32 @@ def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
     if blocking or docs is None or docs.manifest is None:
         first = "; ".join(f"{f.code}: {f.message}" for f in blocking[:3]) or "no run inside"
         raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
-    records, refusals = refuse_untrustworthy(docs.records, docs.manifest)
+    records, refusals = _refuse_named(report.findings, docs.records, docs.manifest)
     warnings = [f"{f.code}: {f.message}" for f in report.warnings] + refusals
     return LoadedRun(str(path), docs.manifest, records, warnings, _signature(report.summary, bool(trusted)))
+
+
+def _refuse_named(findings: tuple[Finding, ...], records: list[dict[str, Any]], manifest: dict[str, Any]
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records verify named in a refusing finding turned invalid, without recomputing them
+    (verify already did: the bootstrap CI alone costs ~1 ms a record). Where verify's findings
+    cannot name every record (a code capped at 100 findings, ids not unique), recompute instead."""
+    ids = [shown(rec.get("id")) for rec in records]
+    named: dict[str, list[str]] = {}
+    for f in findings:
+        if f.code in REFUSING_CODES and f.member == RECORDS:
+            if f.record is None:  # "... and N more": the rest are not named
+                return refuse_untrustworthy(records, manifest)
+            named.setdefault(f.record, []).append(f"{f.code}: {f.message}")
+    if named and len(set(ids)) != len(ids):
+        return refuse_untrustworthy(records, manifest)
+    out, notes = [], []
+    for rec, rid in zip(records, ids):
+        if rid in named:
+            rec = invalidated(rec, named[rid])
+            notes.append(f"record {rec['id']} refused ({'; '.join(named[rid])})")
+        out.append(rec)
+    return out, notes
 
 
 def _signature(summary: dict[str, Any], checked: bool) -> str:

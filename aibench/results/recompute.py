@@ -266,8 +266,10 @@ def refused(records: list[dict[str, Any]], manifest: dict[str, Any] | None) -> l
     out = []
     for rec in records:
         problems = record_problems(rec, manifest)
-        if problems:
-            rec = {**rec, "status": "invalid", "metrics": {}, "timing": None,
-                   "reason": "refused: " + "; ".join(f"{c}: {m}" for c, m in problems)}
-        out.append(rec)
+        out.append(invalidated(rec, [f"{c}: {m}" for c, m in problems]) if problems else rec)
     return out
+
+
+def invalidated(rec: dict[str, Any], why: list[str]) -> dict[str, Any]:
+    """The record refused: status "invalid", its numbers dropped, the reasons said."""
+    return {**rec, "status": "invalid", "metrics": {}, "timing": None, "reason": "refused: " + "; ".join(why)}
