@@ -19,7 +19,7 @@ from aibench.measure.runner import RunOptions
 from aibench.telemetry import open_telemetry
 from aibench.workloads.registry import REGISTRY, workload
 from aibench.workloads.run import run_workload
-from tests.serving_helpers import stub_server
+from tests.serving_helpers import stream_completion, stub_server
 
 fake = load_module("aibench_test_fake_pynvml_serving_energy", FAKE_PYNVML)
 CPU = torch.device("cpu")
@@ -94,18 +94,10 @@ def test_openai_backend_energy_per_output_token_of_the_measured_requests() -> No
     """Each request the stub serves moves the fake clock 0.25 s: the probe and the warm-up before the
     window, the six measured requests inside it (1.5 s, 6 x 4 output tokens)."""
     clock = fake.FakeClock(start_us=-500_000)  # probe + warm-up end at t = 0
-    token = b'data: {"choices":[{"index":0,"text":"x"}]}\n\n'
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
         clock.advance(0.25)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for _ in range(body["max_tokens"]):
-            await resp.write(token)
-        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
-        return resp
+        return await stream_completion(request, await request.json())
 
     tele = _telemetry(clock)
     params = {"num_requests": 6, "input_len": 8, "output_len": 4, "max_concurrency": 2, "concurrency_sweep": "",
@@ -127,14 +119,7 @@ def test_openai_backend_energy_per_output_token_of_the_measured_requests() -> No
 
 def test_openai_backend_without_telemetry_says_unavailable() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
-        for _ in range(body["max_tokens"]):
-            await resp.write(b'data: {"choices":[{"index":0,"text":"x"}]}\n\n')
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
-        return resp
+        return await stream_completion(request, await request.json())
 
     with stub_server({"/v1/completions": handler}) as url:
         (outcome,) = run_workload("llm.serve", {"num_requests": 3, "input_len": 8, "output_len": 2, "endpoint": url,
