@@ -20,6 +20,7 @@ import torch
 
 from aibench.core.checks import tolerance_for
 from aibench.core.errors import Unsupported, UsageError
+from aibench.core.serving_stats import distribution_keys
 from aibench.device import devices
 from aibench.measure.case import Case, CustomMeasurement, EnergyWindow, Param, no_window
 from aibench.models import serve
@@ -125,7 +126,7 @@ def _sweep_requests(p: dict[str, Any], vocab_size: int, level: int) -> list[Requ
 def _undefined(metrics: dict[str, float]) -> dict[str, str]:
     """TPOT and ITL are undefined when no request produced a second token: say so, per metric."""
     why = "undefined: no request produced more than one output token"
-    keys = [f"{name}_{stat}_s" for name in ("tpot", "itl") for stat in ("mean", *(label for label, _ in sm.PERCENTILES))]
+    keys = [*distribution_keys("tpot"), *distribution_keys("itl")]
     return {k: why for k in [*keys, "interactivity_tok_s_user"] if k not in metrics}
 
 

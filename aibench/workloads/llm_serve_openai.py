@@ -28,9 +28,6 @@ from aibench.core.errors import Unsupported, UsageError, WorkloadError
 from aibench.measure.case import Case, CustomMeasurement, EnergyWindow, no_window
 from aibench.workloads.llm_serve import SWEEP_WAVES, serve_wl
 
-# The percentiles the record carries for each latency metric (vLLM's --metric-percentiles).
-PERCENTILES = (50.0, 90.0, 99.0)
-
 
 def _available(_device: torch.device) -> tuple[bool, str | None]:
     try:
