@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +24,19 @@ def aibench_server() -> Iterator[launch.Server]:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_CHUNK = b'data: {"choices":[{"index":0,"text":"x"}]}\n\n'
+
+
+async def stream_completion(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """A well-formed streamed /v1/completions answer to `body` (the request's JSON): one chunk a
+    token for max_tokens tokens, then the usage a real server reports, then [DONE]."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for _ in range(body["max_tokens"]):
+        await resp.write(TOKEN_CHUNK)
+    usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
+    await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
+    return resp
 
 
 @contextlib.contextmanager

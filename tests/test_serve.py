@@ -291,8 +291,11 @@ def test_workload_preview_check_and_measure() -> None:
     assert [row["concurrency"] for row in result.details["concurrency_sweep"]] == [1, 3]
     assert result.details["slo"] == {"ttft_ms": 2000.0, "tpot_ms": 100.0}
     # max_batch follows the largest of the concurrency cap (4) and the sweep levels.
-    assert case.details["max_batch"] == 4 and case.work == {"tokens": 4}
-    assert case.fn().shape == (4,)
+    assert case.details["max_batch"] == 4
+    # Energy is the window over the measured requests, per token they generated; fn is never the window.
+    assert case.energy_of_run and result.work == {"tokens": 5 * params["output_len"]}
+    with pytest.raises(RuntimeError, match="measured over its own run"):
+        case.fn()
 
 
 def test_workload_dataset_lengths_and_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from aibench.serving import launch
 from aibench.workloads.run import run_workload
-from tests.serving_helpers import stub_server
+from tests.serving_helpers import stream_completion, stub_server
 
 CPU = torch.device("cpu")
 SMALL = {"num_requests": 6, "input_len": 8, "output_len": 4, "max_concurrency": 2, "concurrency_sweep": "",
@@ -48,20 +48,13 @@ def test_aibench_engine_started_measured_and_recorded() -> None:
 
 def test_failed_requests_are_counted_and_the_case_still_records() -> None:
     counter = itertools.count()
-    token = b'data: {"choices":[{"index":0,"text":"x"}]}\n\n'
 
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         n = next(counter)
         if n >= 2 and n % 2:  # the probe (0) and the warm-up (1) pass; then every other request fails
             return web.Response(status=500, text="boom")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for _ in range(body["max_tokens"]):
-            await resp.write(token)
-        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
-        return resp
+        return await stream_completion(request, body)
 
     with stub_server({"/v1/completions": handler}) as url:
         rec = _record({"endpoint": url})

@@ -93,6 +93,20 @@ class CustomMeasurement:
     warmup_calls: int = 0
     converged: bool = True
     stop_reason: str = "self-timed workload (fixed request count)"
+    # With Case.energy_of_run: the units of work done inside the energy window it opened
+    # ({"tokens": output tokens of the measured requests}); energy per unit is per these.
+    work: dict[str, float] = field(default_factory=dict)
+
+
+# What a self-timed case with `energy_of_run` is handed: it calls it once with the stretch of its
+# own run whose energy counts (the measured requests, not the warm-up or extra sweep points) and
+# gets that call's result back; the runner samples telemetry around it when there is telemetry.
+EnergyWindow = Callable[[Callable[[], Any]], Any]
+
+
+def no_window(fn: Callable[[], Any]) -> Any:
+    """The EnergyWindow of a measurement made without the runner (a test, a one-off): just runs it."""
+    return fn()
 
 
 @dataclass
@@ -113,6 +127,10 @@ class Case:
     measure: Callable[[Any], CustomMeasurement] | None = None  # replaces the timer when set
     cuda_graph_ok: bool = True  # False when fn synchronises or allocates (cannot be captured)
     devices: int = 1  # devices fn runs on at once (a collective: every rank's GPU)
+    # Energy over the run itself rather than over repeated calls of fn: `measure` is called as
+    # measure(timer_config, window) and runs its measured part through `window` (EnergyWindow);
+    # fn is then never called. For serving, where J/token is the run's energy over its tokens.
+    energy_of_run: bool = False
 
 
 SetupFn = Callable[[dict[str, Any], torch.device], Case]

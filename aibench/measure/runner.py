@@ -26,6 +26,7 @@ from aibench.device import devices
 from aibench.measure.case import Backend, Case, CustomMeasurement, Workload
 from aibench.measure.records import Outcome, Record, now_iso, record_key
 from aibench.measure.timer import TimerConfig, Timing, graph_replay, measure
+from aibench.telemetry import calc
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,15 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
     if correctness.get("passed") is False:
         return Outcome(done(status="invalid", reason=f"correctness check failed: {correctness.get('detail')}",
                             correctness=correctness, details=dict(case.details)))
+    used = _used(case, device)
+    blocked = _no_energy_window(options, telemetry, used)
+    window = _RunWindow(None if blocked else telemetry, lambda: devices.synchronize(device),
+                        used if device.type == "cuda" else None)
+    custom: CustomMeasurement | None = None
     if case.measure is not None:
         # Self-timed (a serving loop): its samples are request latencies, not calls of fn, so
         # it owns its rates; nothing is derived from the median here.
-        custom = case.measure(options.timer)
+        custom = case.measure(options.timer, window) if case.energy_of_run else case.measure(options.timer)
         timing = _custom_timing(custom)
         metrics = {k: float(v) for k, v in custom.metrics.items() if v is not None}
         unavailable = dict(custom.unavailable)
@@ -184,15 +190,15 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
             unavailable["speedup"] = reason
     work = {k: float(v) for k, v in {"flops": case.flops, "bytes": case.bytes, **case.work}.items()
             if v is not None}
-    tel_summary: dict[str, Any] = {"available": False, "reason": "telemetry off (--no-telemetry)"}
+    run_energy = case.energy_of_run and custom is not None
+    if run_energy and custom is not None:
+        work = dict(custom.work)  # the work its run did: what its energy per unit is per
     samples: list[dict[str, Any]] = []
-    if options.telemetry and telemetry is not None and not telemetry.available:
-        tel_summary = {"available": False, "reason": telemetry.reason}
-    elif options.telemetry and telemetry is not None and (missing := telemetry.uncovered(used := _used(case, device))):
-        # One GPU's energy is not the energy of work spread over several: say so, give no number.
-        tel_summary = {"available": False, "reason": f"this case runs on devices {used}; the run's "
-                       f"telemetry does not cover {missing}"}
-    elif options.telemetry and telemetry is not None:
+    if blocked is not None:
+        tel_summary = blocked
+    elif run_energy:
+        tel_summary, samples = window.summary(work)
+    else:
         # Energy needs long windows (counter granularity, methods.md): fn back to back, no flush.
         # Only the devices the case runs on count; the others' samples are kept beside them.
         fn, per_fn, how = _energy_fn(case, device, timing, options.timer)
@@ -203,6 +209,49 @@ def _measure_case(case: Case, backend: Backend, device: torch.device, options: R
     record = done(status="ok", correctness=correctness, timing=timing, metrics=metrics,
                   unavailable=unavailable, work=work, details=details, telemetry=tel_summary)
     return Outcome(record, samples)
+
+
+def _no_energy_window(options: RunOptions, telemetry: Any, used: list[int]) -> dict[str, Any] | None:
+    """The record's telemetry summary when no energy can be measured for this case, else None."""
+    if not options.telemetry or telemetry is None:
+        return {"available": False, "reason": "telemetry off (--no-telemetry)"}
+    if not telemetry.available:
+        return {"available": False, "reason": telemetry.reason}
+    if missing := telemetry.uncovered(used):
+        # One GPU's energy is not the energy of work spread over several: say so, give no number.
+        return {"available": False, "reason": f"this case runs on devices {used}; the run's "
+                f"telemetry does not cover {missing}"}
+    return None
+
+
+class _RunWindow:
+    """The EnergyWindow a case with `energy_of_run` gets: telemetry sampled around the one stretch
+    of its run it hands over (called once, between device syncs), or a plain call without telemetry."""
+
+    def __init__(self, telemetry: Any, sync: Callable[[], None], devices: list[int] | None) -> None:
+        self.telemetry, self.sync, self.devices = telemetry, sync, devices
+        self.result: Any = None
+        self.opened = False
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        if self.opened:  # two windows summed as one would count the time between them
+            raise RuntimeError("a case opens one energy window over its run")
+        self.opened = True
+        if self.telemetry is None:
+            return fn()
+        held: list[Any] = []
+        # min_duration_s 0: fn (the run) is called exactly once; the window is as long as the run.
+        self.result = self.telemetry.measure_energy(lambda: held.append(fn()), self.sync, min_duration_s=0.0,
+                                                    devices=self.devices)
+        return held[0]
+
+    def summary(self, work: dict[str, float]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the record's telemetry, the raw samples): energy per unit of the work done in the window."""
+        if self.result is None:
+            return {"available": False, "reason": "the workload opened no energy window over its run"}, []
+        s = self.result.summary
+        return ({**s, "per_unit": calc.per_unit(s.get("energy_per_call_j"), work), "work_per_call": dict(work),
+                 "execution": "one window over the measured run itself"}, list(self.result.samples))
 
 
 def _energy_fn(case: Case, device: torch.device, timing: dict[str, Any],

@@ -11,7 +11,12 @@ Definitions follow vLLM `vllm bench serve`, NVIDIA AIPerf and InferenceX
 - Goodput = requests per second meeting every SLO (DistServe): TTFT <= slo.ttft_s and
   TPOT <= slo.tpot_s (the TPOT bound is vacuous for a one-token request).
 - Interactivity (tok/s/user) = 1000 / TPOT_ms = 1 / TPOT_s, from the mean TPOT.
-- Throughput per GPU = total token throughput / GPUs (InferenceX's y-axis).
+- Throughput per GPU = total token throughput / GPUs, and output token throughput / GPUs
+  (InferenceX's y-axes).
+- Each latency metric: mean, median, std (population) and p50 / p90 / p99 (numpy-linear).
+
+The latency blocks, throughputs, TPOT and interactivity are aibench.core.serving_stats', which the
+HTTP client's metrics (aibench.serving.metrics) use too.
 
 Times are seconds on one clock; only differences matter. Nothing here measures anything: what
 cannot be derived (no TPOT when every request has one token) is left out, never reported as 0.
@@ -19,16 +24,16 @@ cannot be derived (no TPOT when every request has one token) is left out, never 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from aibench.core import serving_stats as ss
 from aibench.core import stats
 
-# The statistics reported for each latency metric: vLLM prints mean, median, p99 and (with
-# --metric-percentiles) others; methods.md asks for mean, median, p90, p99.
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0))
+# The latency blocks, throughputs and interactivity are aibench.core.serving_stats', shared with the
+# HTTP client (aibench.serving.metrics): both backends of llm.serve write the same keys.
+interactivity = ss.interactivity
 
 
 @dataclass(frozen=True)
@@ -80,9 +85,7 @@ def e2el(r: RequestTiming) -> float:
 
 def tpot(r: RequestTiming) -> float | None:
     """Time per output token after the first: (E2EL - TTFT) / (output_len - 1); None for 1 token."""
-    if r.output_len < 2:
-        return None
-    return (e2el(r) - ttft(r)) / (r.output_len - 1)
+    return ss.tpot(ttft(r), e2el(r), r.output_len)
 
 
 def itls(r: RequestTiming) -> list[float]:
@@ -104,24 +107,6 @@ def duration_of(requests: Sequence[RequestTiming]) -> float:
     return max(r.token_times_s[-1] for r in requests) - min(r.sent_s for r in requests)
 
 
-def distribution(name: str, values: Sequence[float]) -> dict[str, float]:
-    """`{name}_mean_s`, `{name}_p50_s`, `{name}_p90_s`, `{name}_p99_s` (numpy-linear percentiles);
-    empty when there are no values."""
-    if not values:
-        return {}
-    out = {f"{name}_mean_s": stats.mean(values)}
-    for label, q in PERCENTILES:
-        out[f"{name}_{label}_s"] = stats.percentile(values, q)
-    return out
-
-
-def interactivity(mean_tpot_s: float | None) -> float | None:
-    """Tokens per second seen by one user: 1000 / TPOT_ms (None when TPOT is unknown or zero)."""
-    if mean_tpot_s is None or mean_tpot_s <= 0 or math.isinf(mean_tpot_s):
-        return None
-    return 1000.0 / (mean_tpot_s * 1000.0)
-
-
 def summarize(
     requests: Sequence[RequestTiming],
     duration_s: float | None = None,
@@ -135,35 +120,18 @@ def summarize(
     """
     if not requests:
         raise ValueError("no completed requests to summarize")
-    if num_gpus < 1:
-        raise ValueError(f"num_gpus must be >= 1, got {num_gpus}")
     slo = slo or SLO()
     duration = duration_of(requests) if duration_s is None else float(duration_s)
-    if duration <= 0:
-        raise ValueError(f"benchmark duration must be positive, got {duration}")
-
     tpots = [t for t in (tpot(r) for r in requests) if t is not None]
-    pooled_itl = [gap for r in requests for gap in itls(r)]
-    n_in = sum(r.input_len for r in requests)
-    n_out = sum(r.output_len for r in requests)
+    out = ss.throughputs(len(requests), sum(r.input_len for r in requests), sum(r.output_len for r in requests),
+                         duration, num_gpus)
     good = sum(1 for r in requests if meets_slo(r, slo))
-
-    out: dict[str, float] = {
-        "completed": float(len(requests)),
-        "duration_s": duration,
-        "total_input_tokens": float(n_in),
-        "total_output_tokens": float(n_out),
-        "request_throughput_rps": len(requests) / duration,
-        "output_tokens_per_s": n_out / duration,
-        "total_tokens_per_s": (n_in + n_out) / duration,
-        "throughput_per_gpu_tokens_per_s": (n_in + n_out) / duration / num_gpus,
-        "goodput_rps": good / duration,
-        "slo_attainment": good / len(requests),
-    }
-    out.update(distribution("ttft", [ttft(r) for r in requests]))
-    out.update(distribution("tpot", tpots))
-    out.update(distribution("itl", pooled_itl))
-    out.update(distribution("e2el", [e2el(r) for r in requests]))
+    out["goodput_rps"] = good / duration
+    out["slo_attainment"] = good / len(requests)
+    out.update(ss.distribution("ttft", [ttft(r) for r in requests]))
+    out.update(ss.distribution("tpot", tpots))
+    out.update(ss.distribution("itl", [gap for r in requests for gap in itls(r)]))
+    out.update(ss.distribution("e2el", [e2el(r) for r in requests]))
     inter = interactivity(stats.mean(tpots) if tpots else None)
     if inter is not None:
         out["interactivity_tok_s_user"] = inter

@@ -20,23 +20,32 @@ from aibench.core.errors import UsageError
 from aibench.core.text import printable
 from aibench.report import tco
 from aibench.report.model import (
+    LLM_SERVE,
     Cell,
     Cost,
     Energy,
     Family,
     Report,
     Row,
+    ServingCurve,
+    ServingPoint,
     System,
     SystemCost,
     Value,
     family_of,
     missing,
+    params_text,
 )
 from aibench.results.runs import LoadedRun
 
 BACKEND_CHOICES = ("baseline", "all")
 NO_POWER = "no measured power"
 Key = tuple[str, str, str, str]  # a row: entry, workload, params as JSON, backend
+# The serving chart's axes, as both llm.serve backends name them in a record's metrics
+# (aibench.serving.metrics, aibench.models.serving_metrics).
+SERVING_X, SERVING_Y = "interactivity_tok_s_user", "output_tokens_per_s_per_gpu"
+# The load a concurrency sweep varies: the points of one curve differ only in these.
+LOAD_PARAMS = ("max_concurrency", "request_rate")
 
 
 def _d(x: Any) -> dict[str, Any]:
@@ -305,6 +314,7 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
         planned.append((order.setdefault(family.name, len(order)), key, recs, family))
     planned.sort(key=lambda item: item[0])
     rows, refs = [], 0
+    curves: dict[Key, list[list[ServingPoint]]] = {}
     for _, key, recs, family in planned:
         first = recs[0]
         ref = None
@@ -317,12 +327,41 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
                 cells.append(None)
                 continue
             refs += 1
-            cells.append(replace(_cell(rec, family, ref, costs[i]), ref=f"r{refs}"))
+            cells.append(cell := replace(_cell(rec, family, ref, costs[i]), ref=f"r{refs}"))
+            if family == LLM_SERVE:
+                curves.setdefault(_curve_key(key, rec), [[] for _ in runs])[i].append(_serving_point(rec, cell, key))
         sample = next(r for r in recs if r is not None)
         rows.append(Row(sample.get("entry"), key[1], key[3], _d(sample.get("params")), family, tuple(cells)))
     shown = [[r for r in run.records if _selected(r, backend)] for run in runs]
     warnings = _warnings(runs, systems, shown) + _unused_prices(prices, costs, prices_source)
-    return Report(tuple(systems), tuple(rows), tuple(warnings), backend, prices_source)
+    serving = tuple(ServingCurve(_curve_title(k), k[3], tuple(tuple(p) for p in pts)) for k, pts in curves.items())
+    return Report(tuple(systems), tuple(rows), tuple(warnings), backend, prices_source, serving_curves=serving)
+
+
+def _curve_key(row: Key, rec: dict[str, Any]) -> Key:
+    """The serving set-up a record is a point of: its suite entry (a case id is "<entry id>/<sweep
+    point>", and entry ids hold no "/"), workload, backend and every parameter but the load."""
+    params = {k: v for k, v in _d(rec.get("params")).items() if k not in LOAD_PARAMS}
+    return (row[0].split("/", 1)[0], row[1], json.dumps(params, sort_keys=True, default=str), row[3])
+
+
+def _curve_title(key: Key) -> str:
+    entry, workload, params, _ = key
+    return entry or f"{workload} {params_text(json.loads(params))}"
+
+
+def _serving_point(rec: dict[str, Any], cell: Cell, row: Key) -> ServingPoint:
+    """Its two coordinates as the record states them: a missing one is missing with the record's
+    reason (an older in-process record has no per-GPU output rate), never derived or 0."""
+    metrics, unavailable = _d(rec.get("metrics")), _d(rec.get("unavailable"))
+
+    def coordinate(key: str) -> Value:
+        if rec["status"] != "ok":
+            return missing(f"status {rec['status']}")
+        value = _number(metrics.get(key))
+        return Value(value) if value is not None else missing(f"{key}: {_text(unavailable.get(key), 'not in the record')}")
+
+    return ServingPoint(cell.ref, str(rec["id"]), row[0] or str(rec["id"]), coordinate(SERVING_X), coordinate(SERVING_Y))
 
 
 def _unused_prices(prices: dict[str, tco.Prices] | None, costs: Sequence[SystemCost | None],

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from aibench.core.text import printable
-from aibench.report.model import Report, Row
+from aibench.report.model import Report, Row, ServingCurve, ServingPoint, num, point_xy
+from aibench.report.pareto import pareto_frontier
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable
@@ -39,6 +40,7 @@ class Chart:
     alt: str
     family: str = ""  # the results table it belongs beside ("" for power charts)
     preview: bool = False  # its numbers come from a preview or not-comparable run
+    caption: str = ""  # what the chart holds and leaves out, beyond its title
 
 
 def needs_log_scale(values: list[float]) -> bool:
@@ -193,3 +195,89 @@ def _power_chart(label: str, series: list[tuple[str, list[float], list[float]]])
         ax.legend(fontsize=7, loc="best")
         png = _png(fig)
     return Chart(f"{label}: power over time", png, f"line chart of measured power over time on {label}")
+
+
+MAX_CURVES = 12  # serving charts per report (one per suite entry and backend)
+SERVING_AXES = ("interactivity (1000 / TPOT ms), tok/s per user", "output tokens/s per GPU")
+
+
+def _split(points: tuple[ServingPoint, ...]) -> tuple[list[ServingPoint], list[ServingPoint]]:
+    """(the points with both coordinates, the ones lacking one)."""
+    return [p for p in points if p.ok], [p for p in points if not p.ok]
+
+
+def _caption(report: Report, curve: ServingCurve, fronts: list[set[tuple[float, float]]]) -> str:
+    """Each system's points and frontier by record reference; the points left out, counted, with why."""
+    parts, left = [], []
+    for system, points, front in zip(report.systems, curve.points, fronts):
+        drawn, lacking = _split(points)
+        left += [f"{p.ref} of {system.label} ({p.interactivity.reason or p.per_gpu.reason})" for p in lacking]
+        if drawn:
+            named = ", ".join(f"{p.ref} ({num(point_xy(p)[0])}, {num(point_xy(p)[1])})" for p in sorted(drawn, key=point_xy))
+            on = ", ".join(p.ref for p in sorted(drawn, key=point_xy) if point_xy(p) in front)
+            parts.append(f"{system.label}: {len(drawn)} point(s) {named}; Pareto frontier {on}")
+    text = "; ".join(parts)
+    if left:
+        text += (f". {len(left)} point(s) left out, lacking {SERVING_AXES[1]} or interactivity: "
+                 + "; ".join(left))
+    return text
+
+
+def _serving_chart(report: Report, curve: ServingCurve, n_sys: int) -> Chart:
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    title = f"LLM serving: {curve.title} ({curve.backend}): {SERVING_AXES[1]} vs interactivity"
+    # Every system's frontier (the caption names them all); the first n_sys are drawn.
+    fronts = [set(pareto_frontier(point_xy(p) for p in _split(points)[0])) for points in curve.points]
+    preview = not_comparable(report)
+    with rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=(8, 4.5))
+        ax = fig.add_subplot()
+        handles = []
+        for s, (system, points) in enumerate(zip(report.systems[:n_sys], curve.points[:n_sys])):
+            drawn, _ = _split(points)
+            xy = sorted(point_xy(p) for p in drawn)
+            front = sorted(fronts[s])
+            colour = f"C{s % 10}"
+            if xy:  # every point, joined in interactivity order, and the frontier over it, bold
+                ax.plot([x for x, _ in xy], [y for _, y in xy], linestyle=":", marker="o", markersize=4,
+                        color=colour, alpha=0.7)
+                ax.plot([x for x, _ in front], [y for _, y in front], linestyle="-", marker="D", markersize=7,
+                        color=colour, linewidth=2)
+                for p in drawn:
+                    ax.annotate(p.ref, point_xy(p), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+            handles.append(Line2D([], [], color=colour, marker="D", linewidth=2, label=_short(system.label, 40)))
+        handles.append(Line2D([], [], color="gray", marker="o", linestyle=":", label="every point"))
+        handles.append(Line2D([], [], color="gray", marker="D", linewidth=2, label="Pareto frontier"))
+        ax.set_xlabel(f"{SERVING_AXES[0]}, higher is better")
+        ax.set_ylabel(f"{SERVING_AXES[1]}, higher is better")
+        ax.set_title(_short(("PREVIEW, not comparable: " if preview else "") + title, 90), fontsize=10,
+                     color="#b00020" if preview else "black")
+        ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        png = _png(fig)
+    return Chart(title, png, f"line chart of {SERVING_AXES[1]} against interactivity per system, "
+                 "Pareto frontier marked", "", preview, _caption(report, curve, fronts))
+
+
+def serving_charts(report: Report) -> tuple[list[Chart], list[str]]:
+    """One throughput-per-GPU vs interactivity chart per serving set-up (InferenceX's chart): each
+    system's sweep points, its Pareto frontier marked; notes on what was left out."""
+    charts: list[Chart] = []
+    notes: list[str] = []
+    if not report.serving_curves:
+        return charts, notes
+    if not HAS_MATPLOTLIB:
+        return charts, ["serving charts not drawn: matplotlib is not installed"]
+    n_sys = min(len(report.systems), MAX_SYSTEMS)
+    if len(report.serving_curves) > MAX_CURVES:
+        notes.append(f"serving charts: the first {MAX_CURVES} of {len(report.serving_curves)} set-ups are drawn")
+    for curve in report.serving_curves[:MAX_CURVES]:
+        if not any(p.ok for points in curve.points[:n_sys] for p in points):
+            total = sum(len(points) for points in curve.points)
+            notes.append(f"{curve.title} ({curve.backend}): no serving chart: none of its {total} record(s) "
+                         f"has both {SERVING_AXES[1]} and interactivity")
+            continue
+        charts.append(_serving_chart(report, curve, n_sys))
+    return charts, notes

@@ -85,13 +85,15 @@ def _tco(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def render_html(report: Report, charts: bool = True) -> str:
     headline: list[Any] = []
     power: list[Any] = []
+    serving: list[Any] = []
     chart_notes: list[str] = []
     if charts:
-        from aibench.report.charts import headline_charts, power_charts
+        from aibench.report.charts import headline_charts, power_charts, serving_charts
 
         headline, notes = headline_charts(report)
+        serving, serving_notes = serving_charts(report)
         power, more = power_charts(report)
-        chart_notes = notes + more
+        chart_notes = notes + serving_notes + more
     energy_rows, unmeasured = _energy(report)
     tco_systems, tco_rows = _tco(report)
     from aibench.report.verdict import SCORE_HEADER, VERDICT_NOTE, build_verdict, score_rows
@@ -109,7 +111,7 @@ def render_html(report: Report, charts: bool = True) -> str:
         backend_note=BACKEND_NOTE.get(report.backend, f"backend {report.backend}"),
         first=report.systems[0].label, results=results, energy_rows=energy_rows, unmeasured=unmeasured,
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
-        tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power,
+        tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power, serving_charts=serving,
         chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
         score_rows=score_rows(verdict), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
                                           for _, s, c in report.cells()],

@@ -17,9 +17,12 @@ from aibench.report.model import (
     energy_texts,
     energy_view,
     metric_texts,
+    point_xy,
     prices_texts,
     ratio_text,
+    show,
 )
+from aibench.report.pareto import pareto_frontier
 
 # `$` too: GitHub renders $...$ as math.
 _SPECIAL = str.maketrans({"|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "$": "\\$", "\\": "\\\\"})
@@ -49,7 +52,8 @@ def render_markdown(report: Report) -> str:
              "Every figure names its record (`rN`, listed under Records).", ""]
     if report.warnings:
         lines += ["## Warnings", ""] + [f"- **WARNING** {md(w)}" for w in report.warnings] + [""]
-    lines += _verdict(report) + _systems(report) + _results(report) + _energy(report) + _tco(report) + _records(report)
+    lines += (_verdict(report) + _systems(report) + _results(report) + _serving(report) + _energy(report)
+              + _tco(report) + _records(report))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -96,6 +100,26 @@ def _results(report: Report) -> list[str]:
                              ratio_text(cell.ratio), cell.ref])
         out += _table(header, body)
     return out
+
+
+def _serving(report: Report) -> list[str]:
+    """The serving chart's points as a table (the HTML page draws them): frontier points marked."""
+    if not report.serving_curves:
+        return []
+    out = ["### Serving: output tokens/s per GPU against interactivity", "",
+           "One point per serving record (interactivity = 1000 / mean TPOT in ms); `frontier`: no other point "
+           "of that system beats it on both axes.", ""]
+    body = []
+    for curve in report.serving_curves:
+        for system, points in zip(report.systems, curve.points):
+            front = set(pareto_frontier(point_xy(p) for p in points if p.ok))
+            for p in sorted(points, key=lambda p: (not p.ok, point_xy(p) if p.ok else (0.0, 0.0))):
+                where = ("frontier" if point_xy(p) in front else "dominated") if p.ok else \
+                    f"left out: {p.interactivity.reason or p.per_gpu.reason}"
+                body.append([f"{curve.title} ({curve.backend})", system.label, p.label, show(p.interactivity, "tok/s"),
+                             show(p.per_gpu, "tok/s"), where, p.ref])
+    return out + _table(["set-up", "system", "measurement", "interactivity per user", "output tokens/s per GPU",
+                         "Pareto", "record"], body)
 
 
 def _energy(report: Report) -> list[str]:

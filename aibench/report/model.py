@@ -192,6 +192,37 @@ class System:
 
 
 @dataclass(frozen=True)
+class ServingPoint:
+    """One record of a serving sweep as a point of the throughput-vs-interactivity chart."""
+
+    ref: str  # the cell's record reference ("r3")
+    record_id: str
+    label: str  # the measurement (the case id: entry and its sweep point)
+    interactivity: Value  # x: interactivity_tok_s_user, 1000 / TPOT in ms (tok/s per user)
+    per_gpu: Value  # y: output_tokens_per_s_per_gpu
+
+    @property
+    def ok(self) -> bool:
+        return self.interactivity.ok and self.per_gpu.ok
+
+
+def point_xy(p: ServingPoint) -> tuple[float, float]:
+    """(interactivity, per-GPU output rate) of a point that has both (`p.ok`)."""
+    if p.interactivity.value is None or p.per_gpu.value is None:
+        raise ValueError(f"{p.ref} lacks a coordinate")
+    return p.interactivity.value, p.per_gpu.value
+
+
+@dataclass(frozen=True)
+class ServingCurve:
+    """The points of one serving set-up (a suite entry's sweep, one backend), per system."""
+
+    title: str
+    backend: str
+    points: tuple[tuple[ServingPoint, ...], ...]  # one tuple per system, in Report.systems order
+
+
+@dataclass(frozen=True)
 class Report:
     systems: tuple[System, ...]
     rows: tuple[Row, ...]
@@ -199,6 +230,7 @@ class Report:
     backend: str
     prices_source: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    serving_curves: tuple[ServingCurve, ...] = ()  # serving records as sweep points (the Pareto chart)
 
     def families(self) -> list[tuple[Family, list[Row]]]:
         """Rows grouped by family, families in order of first appearance."""

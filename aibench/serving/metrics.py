@@ -25,15 +25,15 @@ the metric is absent here and `unavailable` says why. Added (InferenceX): intera
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aibench.core import serving_stats as ss
 from aibench.core import stats
 from aibench.serving.outcome import RequestOutcome
 
-# vLLM's default --metric-percentiles is "99"; methods.md asks for median, p90 and p99 too.
-PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
+# The latency blocks and throughputs are aibench.core.serving_stats', shared with the in-process engine.
+PERCENTILES = ss.PERCENTILES
 METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2el")
 
 
@@ -71,27 +71,7 @@ def output_len(o: RequestOutcome, count_tokens: Callable[[str], int] | None = No
 
 def tpot(o: RequestOutcome, n_out: int) -> float | None:
     """(E2EL - TTFT) / (output_len - 1); None for one output token."""
-    if n_out <= 1:
-        return None
-    return (o.latency_s - o.ttft_s) / (n_out - 1)
-
-
-def pstd(values: Sequence[float]) -> float:
-    """Population standard deviation (numpy's np.std default, ddof = 0), as vLLM reports it."""
-    m = stats.mean(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
-
-
-def distribution(name: str, values: Sequence[float],
-                 percentiles: Sequence[float] = PERCENTILES) -> dict[str, float]:
-    """`{name}_mean_s`, `_median_s`, `_std_s` and `_p{q}_s` for each percentile; {} when empty."""
-    if not values:
-        return {}
-    out = {f"{name}_mean_s": stats.mean(values), f"{name}_median_s": stats.median(values),
-           f"{name}_std_s": pstd(values)}
-    for q in percentiles:
-        out[f"{name}_p{q:g}_s"] = stats.percentile(values, q)
-    return out
+    return ss.tpot(o.ttft_s, o.latency_s, n_out)
 
 
 def peak_concurrency(outcomes: Sequence[RequestOutcome]) -> int:
@@ -114,28 +94,12 @@ def calculate(
     count_tokens: Callable[[str], int] | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """(metrics, unavailable: metric -> why) of one benchmark run."""
-    if not duration_s > 0:
-        raise ValueError(f"benchmark duration must be positive, got {duration_s}")
-    if num_gpus < 1:
-        raise ValueError(f"num_gpus must be >= 1, got {num_gpus}")
     ok = [o for o in outcomes if o.success]
     lens = [output_len(o, count_tokens) for o in ok]
     tpots_all = [tpot(o, n) for o, n in zip(ok, lens)]
     tpots = [t for t in tpots_all if t is not None]
-    total_in = sum(o.prompt_len for o in ok)
-    total_out = sum(lens)
-    m: dict[str, float] = {
-        "completed": float(len(ok)),
-        "failed": float(len(outcomes) - len(ok)),
-        "duration_s": float(duration_s),
-        "total_input_tokens": float(total_in),
-        "total_output_tokens": float(total_out),
-        "request_throughput_rps": len(ok) / duration_s,
-        "output_tokens_per_s": total_out / duration_s,
-        "total_tokens_per_s": (total_in + total_out) / duration_s,
-        "throughput_per_gpu_tokens_per_s": (total_in + total_out) / duration_s / num_gpus,
-        "output_tokens_per_s_per_gpu": total_out / duration_s / num_gpus,
-    }
+    m = ss.throughputs(len(ok), sum(o.prompt_len for o in ok), sum(lens), duration_s, num_gpus)
+    m["failed"] = float(len(outcomes) - len(ok))
     reasoning = [o.reasoning_tokens for o in ok if o.reasoning_tokens is not None]
     if reasoning:
         m["total_reasoning_tokens"] = float(sum(reasoning))
@@ -145,13 +109,14 @@ def calculate(
     series = {"ttft": [o.ttft_s for o in ok], "tpot": tpots,
               "itl": [gap for o in ok for gap in o.itl_s], "e2el": [o.latency_s for o in ok]}
     for name in METRICS:
-        dist = distribution(name, series[name], percentiles)
+        dist = ss.distribution(name, series[name], percentiles)
         m.update(dist)
         if not dist:
             why[f"{name}_mean_s"] = ("no request completed" if not ok else
                                      f"no {name.upper()} samples: no request produced more than one token chunk")
-    if tpots and stats.mean(tpots) > 0:
-        m["interactivity_tok_s_user"] = 1.0 / stats.mean(tpots)
+    inter = ss.interactivity(stats.mean(tpots) if tpots else None)
+    if inter is not None:
+        m["interactivity_tok_s_user"] = inter
     else:
         why["interactivity_tok_s_user"] = "no TPOT samples (or TPOT 0): 1 / TPOT is undefined"
     if goodput is not None and not goodput.empty:

@@ -6,8 +6,8 @@ batching over the model's static KV cache, greedy decoding, random weights (fixe
 Hugging Face checkpoint (`weights=DIR`).
 The case measures itself (`Case.measure`): its samples are per-request end-to-end latencies and
 its metrics TTFT / TPOT / ITL / E2EL statistics, throughputs and goodput under the SLOs
-(aibench.models.serving_metrics). `Case.fn` is one batched decode step of `max_batch` rows, for
-the energy window: `work` counts the tokens that one step emits.
+(aibench.models.serving_metrics). Energy is measured over the run itself (`Case.energy_of_run`):
+one telemetry window around the measured requests, per output token they generated.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import torch
 
 from aibench.core.checks import tolerance_for
 from aibench.core.errors import Unsupported, UsageError
+from aibench.core.serving_stats import distribution_keys
 from aibench.device import devices
-from aibench.measure.case import Case, CustomMeasurement, Param
+from aibench.measure.case import Case, CustomMeasurement, EnergyWindow, Param, no_window
 from aibench.models import serve
 from aibench.models import serving_metrics as sm
 from aibench.models.arrivals import Request, make_requests, max_total_len
@@ -125,7 +126,7 @@ def _sweep_requests(p: dict[str, Any], vocab_size: int, level: int) -> list[Requ
 def _undefined(metrics: dict[str, float]) -> dict[str, str]:
     """TPOT and ITL are undefined when no request produced a second token: say so, per metric."""
     why = "undefined: no request produced more than one output token"
-    keys = [f"{name}_{stat}_s" for name in ("tpot", "itl") for stat in ("mean", *(label for label, _ in sm.PERCENTILES))]
+    keys = [*distribution_keys("tpot"), *distribution_keys("itl")]
     return {k: why for k in [*keys, "interactivity_tok_s_user"] if k not in metrics}
 
 
@@ -179,10 +180,10 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
     warmup = [replace(r, id=i, arrival_s=0.0, output_len=min(r.output_len, WARMUP_TOKENS))
               for i, r in enumerate(requests[:WARMUP_REQUESTS])]
 
-    def measure(_timer_config: Any) -> CustomMeasurement:
+    def measure(_timer_config: Any, window: EnergyWindow = no_window) -> CustomMeasurement:
         # Self-timed: a fixed request set, not a timer loop (the timer config does not apply).
         engine.run(warmup)
-        run = engine.run(requests, max_concurrency=cap)
+        run = window(lambda: engine.run(requests, max_concurrency=cap))  # energy: the measured requests only
         serve.require_tokens(run, requests)
         metrics = run.metrics(slo)
         # The runner derives `tokens_per_s` from work / median sample, which for a serving run
@@ -197,14 +198,18 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
         if levels:
             points = serve.sweep_concurrency(engine, lambda level: sweeps[level], levels, slo)
             details["concurrency_sweep"] = sm.sweep_table(points)
-        return CustomMeasurement([sm.e2el(t) for t in run.timings()], metrics, details, _undefined(metrics))
+        return CustomMeasurement([sm.e2el(t) for t in run.timings()], metrics, details, _undefined(metrics),
+                                 work={"tokens": metrics["total_output_tokens"]})
+
+    def not_called() -> None:  # energy_of_run: the runner measures the run itself, never fn
+        raise RuntimeError("llm.serve is measured over its own run; Case.fn is not called")
 
     return Case(
-        fn=engine.decode_step_fn(max_batch),
+        fn=not_called,
         check=lambda: serve.check_isolation(engine, checks, tie_tolerance=tolerance_for(dtype)),
-        work={"tokens": max_batch},
         dtype=p["dtype"],
         measure=measure,
+        energy_of_run=True,
         details={
             "model": args.name,
             "attn_backend": attn_backend,
@@ -214,7 +219,8 @@ def _case(p: dict[str, Any], device: torch.device, attn_backend: str) -> Case:
             "num_gpus": 1,
             "engine": "continuous batching, static KV cache, one prefill per request, greedy decoding",
             "weights": p["weights"] or f"random N(0, 0.02), seed {p['seed']}",
-            "energy_fn": f"one decode step of {max_batch} rows",
+            "energy": "one telemetry window over the measured requests (after the warm-up, before any "
+                      "concurrency_sweep points)",
         },
         # A serving step reads tokens back to the host (a sync) and the Triton path syncs to
         # group rows: neither can be captured in a CUDA graph.

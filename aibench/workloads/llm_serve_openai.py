@@ -9,8 +9,9 @@ serve`'s (aibench.serving.metrics) from the per-chunk timestamps, token counts f
 
 The check: one request must return exactly `output_len` tokens by `usage` (the client sets
 ignore_eos) and, for a token-id prompt, `usage.prompt_tokens` equal to its length: a server that
-truncates or ignores max_tokens would make every throughput wrong. `Case.fn` (the energy window)
-sends one wave of `max_concurrency` requests; `work` counts the tokens that wave generates.
+truncates or ignores max_tokens would make every throughput wrong. Energy is measured over the run
+itself (`Case.energy_of_run`): one telemetry window around the measured requests, per output token
+they generated (`telemetry.per_unit.j_per_token`); without telemetry the record says why, no number.
 Failed requests (an HTTP error, a malformed stream, a timeout, the server gone) are counted with
 their reasons in the record; a run where none completed fails with those reasons.
 """
@@ -24,11 +25,8 @@ import torch
 
 from aibench.core.checks import Check
 from aibench.core.errors import Unsupported, UsageError, WorkloadError
-from aibench.measure.case import Case, CustomMeasurement
+from aibench.measure.case import Case, CustomMeasurement, EnergyWindow, no_window
 from aibench.workloads.llm_serve import SWEEP_WAVES, serve_wl
-
-# The percentiles the record carries for each latency metric (vLLM's --metric-percentiles).
-PERCENTILES = (50.0, 90.0, 99.0)
 
 
 def _available(_device: torch.device) -> tuple[bool, str | None]:
@@ -141,13 +139,14 @@ def _serve_openai(p: dict[str, Any], device: torch.device) -> Case:
             return Check(False, detail=f"sent {probe.prompt_len} prompt tokens, usage says {o.prompt_len}")
         return Check(True, detail=f"usage: {o.prompt_len} prompt and {o.output_tokens} completion tokens, as sent")
 
-    wave = prompts[: cap or min(len(prompts), 8)]
+    def not_called() -> None:  # energy_of_run: the runner measures the run itself, never fn
+        raise RuntimeError("llm.serve (openai) is measured over its own run; Case.fn is not called")
 
-    def energy_wave() -> None:
-        client.run(config(wave, None, 0))
-
-    def measure(_timer_config: Any) -> CustomMeasurement:
-        result = client.run(config(prompts, cap, p["warmup_requests"], p["request_rate"], ramp))
+    def measure(_timer_config: Any, window: EnergyWindow = no_window) -> CustomMeasurement:
+        # The warm-up first, on its own: inside the energy window its tokens would be energy with
+        # no tokens counted against it.
+        warm = client.run(config((prompts[0],) * p["warmup_requests"], cap, 0)) if p["warmup_requests"] else None
+        result = window(lambda: client.run(config(prompts, cap, 0, p["request_rate"], ramp)))
         metrics, unavailable = result.metrics(goodput, p["num_gpus"], count_tokens)
         failures = result.failures()
         if metrics["completed"] == 0:
@@ -156,7 +155,8 @@ def _serve_openai(p: dict[str, Any], device: torch.device) -> Case:
                                 + "; ".join(f"{n} x {why}" for why, n in failures.items()))
         metrics["tokens_per_s"] = metrics["output_tokens_per_s"]
         details: dict[str, Any] = {
-            "failures": failures, "warmup_requests": p["warmup_requests"], "warmup_failed": result.warmup_failed,
+            "failures": failures, "warmup_requests": p["warmup_requests"],
+            "warmup_failed": sum(1 for o in warm.outcomes if not o.success) if warm is not None else 0,
             "slo": goodput.as_dict(), "requests": client.outcomes_table(result.outcomes),
         }
         if server is not None:
@@ -178,17 +178,21 @@ def _serve_openai(p: dict[str, Any], device: torch.device) -> Case:
                                                       "ttft_p50_s", "tpot_mean_s")}})
             details["concurrency_sweep"] = rows
         samples = [o.latency_s for o in result.outcomes if o.success]
-        return CustomMeasurement(samples, metrics, details, unavailable)
+        # Energy per token is per generated token of the measured requests (the rate the report
+        # costs is output tokens/s); a run whose window read no energy says so in its telemetry.
+        return CustomMeasurement(samples, metrics, details, unavailable,
+                                 work={"tokens": metrics["total_output_tokens"]})
 
     return Case(
-        fn=energy_wave,
+        fn=not_called,
         check=check,
-        work={"tokens": float(sum(x.output_len for x in wave))},
         measure=measure,
+        energy_of_run=True,
         details={"client": "aibench.serving (vLLM bench serve metrics)", "api": p["api"], "stream": p["stream"],
                  "model": model_name, "max_concurrency": cap, "num_gpus": p["num_gpus"],
                  "dataset": ("sharegpt" if p["sharegpt"] else "prefix" if p["prefix_len"] else
                              "lengths file" if p["dataset"] else "random"),
-                 "energy_fn": f"one wave of {len(wave)} requests at once", **engine_info},
+                 "energy": "one telemetry window over the measured requests (after the warm-up, before any "
+                           "concurrency_sweep points)", **engine_info},
         cuda_graph_ok=False,
     )
