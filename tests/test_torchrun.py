@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,35 @@ def test_torchrun_all_reduce_reports_busbw(tmp_path: Path) -> None:
     block = manifest["distributed"]
     assert block["world_size"] == 2 and block["backend"] == "gloo" and not block["partial"]
     assert [m["rank"] for m in block["ranks"]] == [0, 1] and all(m["host"] for m in block["ranks"])
+
+
+def _torchrun_sweep(tmp_path: Path, fault: str, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "run", "collective.all_reduce",
+           "--device", "cpu", "-p", "sizes=8:4K:8", "--no-telemetry", "-o", str(tmp_path)]
+    full = {**_clean_env(), "AIBENCH_TEST_FAULT": fault, "AIBENCH_RANK_DEAD_AFTER_S": "2", **env}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=full, cwd=tmp_path)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return proc, run
+
+
+@pytest.mark.parametrize(("fault", "kind", "env"), [
+    ("exit@512", "died", {}),  # rank 1 exits at the third size; torchrun then SIGTERMs rank 0
+    ("hang@512", "hung", {"AIBENCH_RANK_TIMEOUT_S": "4"}),  # rank 1 sleeps; rank 0's collective times out
+])
+def test_a_rank_lost_mid_sweep_is_named_and_the_run_kept(tmp_path: Path, fault: str, kind: str,
+                                                         env: dict[str, str]) -> None:
+    proc, run = _torchrun_sweep(tmp_path, fault, **env)
+    assert proc.returncode != 0
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["params"]["size_bytes"], r["status"]) for r in records] == [
+        (8, "ok"), (64, "ok"), (512, "failed"), (4096, "failed")]
+    host = socket.gethostname()
+    assert f"rank 1 (local rank 1 on host {host})" in records[2]["reason"]
+    assert "the job is broken" in records[3]["reason"]  # nothing new is started on a broken group
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = manifest["distributed"]
+    assert block["partial"] is True
+    assert [(f["rank"], f["host"], f["kind"]) for f in block["failures"]] == [(1, host, kind)]
 
 
 def test_launcher_env_detection() -> None:
