@@ -196,6 +196,6 @@ def test_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_preview_defaults_are_cpu_friendly() -> None:
     params = get("collective.all_gather").resolve_params({}, preview=True)
-    assert params == {"size_mib": 1, "dtype": "float32", "ranks": 2}
+    assert params == {"size_mib": 1, "dtype": "float32", "ranks": 2, "sizes": "", "size_bytes": 0, "floor_gbps": 0.0}
     full = get("collective.all_gather").resolve_params({}, preview=False)
-    assert full == {"size_mib": 1024, "dtype": "bfloat16", "ranks": 0}
+    assert full == {"size_mib": 1024, "dtype": "bfloat16", "ranks": 0, "sizes": "", "size_bytes": 0, "floor_gbps": 0.0}

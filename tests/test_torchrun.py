@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,107 @@ def test_torchrun_all_reduce_reports_busbw(tmp_path: Path) -> None:
     block = manifest["distributed"]
     assert block["world_size"] == 2 and block["backend"] == "gloo" and not block["partial"]
     assert [m["rank"] for m in block["ranks"]] == [0, 1] and all(m["host"] for m in block["ranks"])
+
+
+def _torchrun_sweep(tmp_path: Path, fault: str, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "run", "collective.all_reduce",
+           "--device", "cpu", "-p", "sizes=8:4K:8", "--no-telemetry", "-o", str(tmp_path)]
+    full = {**_clean_env(), "AIBENCH_TEST_FAULT": fault, "AIBENCH_RANK_DEAD_AFTER_S": "2", **env}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=full, cwd=tmp_path)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return proc, run
+
+
+@pytest.mark.parametrize(("fault", "kind", "env"), [
+    ("exit@512", "died", {}),  # rank 1 exits at the third size; torchrun then SIGTERMs rank 0
+    ("hang@512", "hung", {"AIBENCH_RANK_TIMEOUT_S": "4"}),  # rank 1 sleeps; rank 0's collective times out
+])
+def test_a_rank_lost_mid_sweep_is_named_and_the_run_kept(tmp_path: Path, fault: str, kind: str,
+                                                         env: dict[str, str]) -> None:
+    proc, run = _torchrun_sweep(tmp_path, fault, **env)
+    assert proc.returncode != 0
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["params"]["size_bytes"], r["status"]) for r in records] == [
+        (8, "ok"), (64, "ok"), (512, "failed"), (4096, "failed")]
+    host = socket.gethostname()
+    assert f"rank 1 (local rank 1 on host {host})" in records[2]["reason"]
+    assert "the job is broken" in records[3]["reason"]  # nothing new is started on a broken group
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = manifest["distributed"]
+    assert block["partial"] is True
+    assert [(f["rank"], f["host"], f["kind"]) for f in block["failures"]] == [(1, host, kind)]
+
+
+TWO_NODE_SUITE = """\
+[suite]
+name = "two-nodes"
+version = "0.1"
+description = "the five collectives and a memory copy across two torchrun nodes (a CPU test)"
+[preview.rules]
+min_time_s = 0.01
+max_time_s = 0.3
+warmup_s = 0.0
+
+[[entry]]
+id = "ar"
+workload = "collective.all_reduce"
+preview = { params = { sizes = "8,64K" } }
+""" + "".join(f"""
+[[entry]]
+id = "{name}"
+workload = "collective.{op}"
+preview = {{ params = {{ sizes = "4K" }} }}
+""" for name, op in (("ag", "all_gather"), ("rs", "reduce_scatter"), ("a2a", "all_to_all"), ("bc", "broadcast"))) + """
+[[entry]]
+id = "copy"
+workload = "memory.copy"
+backends = ["torch"]
+"""
+
+
+def test_two_torchrun_nodes_write_one_run_that_verifies(tmp_path: Path) -> None:
+    """Two torchrun launches (--nnodes 2, c10d rendezvous on 127.0.0.1) are two "nodes": node 0's
+    rank 0 runs the suite, node 1's rank follows, one run directory packs and verifies."""
+    from click.testing import CliRunner
+
+    from aibench.cli import cli
+    from aibench.collectives.launch import free_port
+
+    suite = tmp_path / "two-nodes.toml"
+    suite.write_text(TWO_NODE_SUITE, encoding="utf-8")
+    out = tmp_path / "results"
+    port = free_port()
+    procs = [subprocess.Popen(
+        [TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node), "--rdzv-backend", "c10d",
+         "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "aibench-test", "-m", "aibench", "suite", str(suite),
+         "--device", "cpu", "--no-telemetry", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(), cwd=tmp_path)
+        for node in (0, 1)]
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in results]
+    (run,) = out.iterdir()  # one run directory, written by rank 0 alone
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    collectives = [r for r in records if r["workload"].startswith("collective.")]
+    assert sorted({r["workload"] for r in collectives}) == sorted(f"collective.{op}" for op in (
+        "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast"))
+    assert [r["details"]["size_bytes"] for r in collectives if r["entry"].startswith("ar/")] == [8, 65536]
+    assert all(r["details"]["nodes"] == 2 and r["metrics"]["busbw_gbps"] > 0 for r in collectives)
+    block = json.loads((run / "manifest.json").read_text())["distributed"]
+    assert (block["world_size"], block["nodes"], block["partial"]) == (2, 2, False)
+    assert [m["node_rank"] for m in block["ranks"]] == [0, 1]  # RANK = GROUP_RANK x nproc + LOCAL_RANK
+    runner = CliRunner()
+    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
+    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
+    assert runner.invoke(cli, ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]).exit_code == 0
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["valid"] is True
 
 
 def test_launcher_env_detection() -> None:

@@ -39,11 +39,12 @@ def _register() -> None:
     from aibench.cli.report import report_command
     from aibench.cli.run import list_command, run_command
     from aibench.cli.serve import serve_bench_command, serve_command
+    from aibench.cli.slurm import slurm_command
     from aibench.cli.suite import suite_command
 
     for command in (env_command, list_command, run_command, suite_command, bundle_group, report_command,
                     compare_command, commitments_command, accept_command, history_group, serve_command,
-                    serve_bench_command):
+                    serve_bench_command, slurm_command):
         cli.add_command(command)
 
 

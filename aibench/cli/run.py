@@ -48,9 +48,10 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
       aibench run memory.copy --device cpu --json
       aibench run gemm -p m=8192 -p n=8192 -p k=8192 -p dtype=bfloat16
     """
+    from aibench.collectives.group import RankFailure
     from aibench.collectives.ranked import follow, stop_followers
     from aibench.device.devices import resolve
-    from aibench.suite.launched import join_launched
+    from aibench.suite.launched import join_launched, leading
     from aibench.suite.session import Session, timer_config
     from aibench.workloads.registry import get
 
@@ -76,11 +77,13 @@ def run_command(workload: str, params: tuple[str, ...], backends: tuple[str, ...
             err_console.print(f"[yellow]preview mode on {session.device_info.name}: small sizes, "
                               "results not comparable[/yellow]")
         try:
-            with err_console.status(f"measuring {workload} ..."):
+            with leading(group, f"aibench run {workload}", session.record_distributed), \
+                    err_console.status(f"measuring {workload} ..."):
                 records = session.run_one(workload, overrides, list(backends) or None, timer, out)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RankFailure) as exc:
             kept = f": {len(session.run_dir.records())} record(s) kept in {session.run_dir.path}" if session.run_dir else ""
-            raise click.ClickException(f"interrupted{kept}") from None
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"the job lost a rank ({exc})"
+            raise click.ClickException(f"{why}{kept}") from None
     finally:
         session.close()
         if group is not None:

@@ -47,8 +47,11 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
       aibench suite gigafactory --resume results/20261127-101500-gigafactory-3fa2c1
       aibench suite gigafactory --quick --plan
     """
+    from aibench.collectives.group import RankFailure
+    from aibench.collectives.ranked import follow, stop_followers
     from aibench.device.system import build_system_description
     from aibench.suite import run as suite_run
+    from aibench.suite.launched import join_launched, leading
     from aibench.suite.load import load_suite
     from aibench.suite.session import Session
 
@@ -61,6 +64,13 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
             validate_system_file(system_file)
         _print_plan(suite, device_spec, quick, json_)
         return
+    group = join_launched(device_spec)  # torchrun / srun: this process is one rank of the job
+    if group is not None and not group.is_leader:
+        try:
+            code = follow(group)  # rank 0 runs the suite and writes the one run directory
+        finally:
+            group.finish()
+        raise click.exceptions.Exit(code)
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         mode = suite_run.suite_mode(session, quick)
@@ -91,7 +101,11 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
 
             was_complete, kept = run.manifest.get("complete") is True, len(run.records())
             try:
-                suite_run.execute(session, suite, mode, on_progress)
+                with leading(group, f"aibench suite {suite.name}", session.record_distributed):
+                    suite_run.execute(session, suite, mode, on_progress)
+            except RankFailure as exc:  # the launcher stopped the job: what rank 0 measured is kept
+                raise click.ClickException(f"the job lost a rank ({exc}): {len(run.records())} record(s) kept "
+                                           f"in {run.path} (manifest: distributed.partial)") from None
             except KeyboardInterrupt:  # what the run directory holds, backends of an unfinished case included
                 # The command that finishes it repeats what chose the mode and device: without --quick
                 # (or --device) the resume would be refused as another mode.
@@ -106,6 +120,9 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
             err_console.print(f"{run.path} was already complete: nothing was run", soft_wrap=True)
     finally:
         session.close()
+        if group is not None:
+            stop_followers(group)
+            group.finish()
     from aibench.cli.format import records_table
 
     console.print(records_table(run.records(), title=f"{suite.name} {suite.version} ({mode})"))

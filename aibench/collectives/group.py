@@ -407,6 +407,34 @@ class RankGroup:
         top = max(counts.values(), default=0)
         return [r for r, c in counts.items() if c < top]
 
+    def diagnose_termination(self, signal_name: str, what: str) -> list[dict[str, Any]]:
+        """Rank 0 was stopped by its launcher (torchrun stops the survivors when a rank dies): find
+        which followers are gone before it goes too, record them, and end the run for every rank.
+
+        A follower that died stops beating; one that its launcher stopped says so in the store;
+        with neither, the stop was the launcher's own (a Ctrl-C of torchrun, scancel, a time limit).
+        """
+        self.diagnosing = True
+        followers = [r for r in range(self.world) if r != self.rank]
+        deadline = time.monotonic() + self.dead_after_s + 2 * HEARTBEAT_S
+        gone: list[int] = []
+        with contextlib.suppress(Exception):
+            while True:
+                gone = self.gone(followers)
+                said = [r for r in followers if r not in gone and self.terminated(r)]
+                if gone or len(said) == len(followers) or time.monotonic() > deadline:
+                    break
+                time.sleep(HEARTBEAT_S)
+        entries = self.failure_entries(gone, what)
+        if not entries:
+            entries = [{"rank": self.rank, "local_rank": self.me.local_rank, "host": self.me.host,
+                        "kind": "terminated", "during": what,
+                        "reason": f"{self.me.where()} was stopped by its launcher ({signal_name}) during {what}; "
+                                  "no other rank was seen to fail"}]
+        self.record_failures(entries)
+        self.abort("; ".join(e["reason"] for e in entries))
+        return entries
+
     def record_failures(self, entries: list[dict[str, Any]]) -> None:
         seen = {(e["rank"], e["during"]) for e in self.failures}
         self.failures += [e for e in entries if (e["rank"], e["during"]) not in seen]

@@ -30,8 +30,9 @@ from aibench.core.errors import WorkloadError
 
 # Test hook: "corrupt" (the last rank alters one output element after the check's collective),
 # "raise" (the last rank raises at measure), "exit" (it exits without a word), "hang" (it sleeps
-# at measure, its peers blocked in a collective). Tests set it with monkeypatch; spawned ranks
-# cannot see the parent's monkeypatches, so it travels as an argument.
+# at measure, its peers blocked in a collective); "KIND@BYTES" only at that message size.
+# Tests set it with monkeypatch; spawned ranks cannot see the parent's monkeypatches, so it
+# travels as an argument.
 FAULT_INJECTION = ""
 
 START_TIMEOUT_S = 300.0  # interpreter + torch import + NCCL communicator on 8 GPUs
@@ -99,6 +100,10 @@ class RankCommands:
         # The count is capped by max_time_s, but min_samples is a hard floor past it: be generous.
         timeout = 120.0 + 4.0 * (plan.warmup_s + plan.max_time_s)
         return self.request("measure", plan, timeout)
+
+    def transport(self) -> list[dict[str, Any]]:
+        """What carried each rank's data, by rank (NCCL's own report; unavailable on gloo)."""
+        return self.request("transport", None, 60.0)
 
     def burst(self, iterations: int, per_iter_s: float) -> float:
         """Run `iterations` more collectives; the slowest rank's wall time."""
@@ -189,7 +194,8 @@ class RankPool(RankCommands):
             if remaining <= 0:
                 missing = [r for r in range(self.world_size) if r not in got]
                 raise RankError(f"{what}: rank(s) {missing} of {self.world_size} did not answer within "
-                                f"{timeout_s:.0f} s (a hung collective?); the ranks were stopped")
+                                f"{timeout_s:.0f} s (a hung collective?) on host {socket.gethostname()}; "
+                                "the ranks were stopped")
             try:
                 status, rank, msg_seq, payload, tb = self._results.get(timeout=min(0.5, remaining))
             except queue.Empty:
@@ -213,7 +219,7 @@ class RankPool(RankCommands):
     def _death_message(self, death: tuple[int, int], what: str) -> str:
         rank, code = death
         return (f"rank {rank} of {self.world_size} exited with code {code} during {what} without "
-                f"reporting an error (killed? out of host memory?)")
+                f"reporting an error (killed? out of host memory?) on host {socket.gethostname()}")
 
     def _raise_root_cause(self, seq: int, what: str, errors: dict[int, tuple[str, str]],
                           answered: dict[int, Any]) -> NoReturn:
@@ -237,6 +243,8 @@ class RankPool(RankCommands):
         silent = self._silent_deaths(answered, errors)
         if silent:
             text = f"{self._death_message(silent[0], what)}; then {text}"
+        else:
+            text += f" (on host {socket.gethostname()})"
         raise RankError(text[:2000]) from _RemoteTraceback(tb)
 
 

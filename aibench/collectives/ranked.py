@@ -114,9 +114,6 @@ class GroupPool(RankCommands):
         g.abort("; ".join(f["reason"] for f in failures))
         raise RankError("; ".join(f["reason"] for f in failures))
 
-    def transport(self) -> list[dict[str, Any]]:
-        return self.request("transport", None, 60.0)
-
 
 def follow(group: RankGroup) -> int:
     """A follower's life: serve rank 0's commands until it says stop; the exit status.

@@ -43,3 +43,22 @@ def sweep_sizes(spec: str) -> list[int]:
     if len(sizes) > MAX_SIZES:
         raise UsageError(f"sweep {spec!r} has {len(sizes)} sizes, more than {MAX_SIZES}")
     return sizes
+
+
+def size_list(spec: str) -> list[int]:
+    """A suite's or user's `sizes`: "MIN:MAX:FACTOR" (sweep_sizes) or a comma list "8,64K,1M".
+
+    A list is kept in its order without duplicates (each size is one record: two with one id
+    would make a run ambiguous).
+    """
+    if ":" in spec:
+        return sweep_sizes(spec)
+    items = [s for s in (part.strip() for part in spec.split(",")) if s]
+    if not items:
+        raise UsageError(f"bad sizes {spec!r}: expected MIN:MAX:FACTOR (e.g. 8:1G:2) or a comma list (8,64K,1M)")
+    sizes = list(dict.fromkeys(parse_size(s) for s in items))
+    if min(sizes) < 1:
+        raise UsageError(f"bad sizes {spec!r}: every size must be at least 1 byte")
+    if len(sizes) > MAX_SIZES:
+        raise UsageError(f"sizes {spec!r} has {len(sizes)} sizes, more than {MAX_SIZES}")
+    return sizes

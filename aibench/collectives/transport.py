@@ -165,3 +165,27 @@ def nccl_transport(environ: MutableMapping[str, str] | None = None) -> dict[str,
                 "reason": "the NCCL log names no transport (NCCL_DEBUG_SUBSYS without INIT/NET?)"}
     return {"backend": "nccl", "available": True, "source": f"NCCL_DEBUG=INFO ({path.name})",
             "transport": parsed["summary"], **parsed}
+
+
+def merge_transports(per_rank: list[dict[str, Any]], hosts: list[str]) -> dict[str, Any]:
+    """One record's transport from every rank's own report: the distinct summaries, and which
+    ranks (on which hosts) could not say; a rank's reason is kept, never filled in."""
+    if not per_rank:
+        return {"available": False, "reason": "no rank reported a transport"}
+    backend = per_rank[0].get("backend")
+    said = [t for t in per_rank if t.get("available")]
+    silent = [{"rank": r, "host": hosts[r] if r < len(hosts) else None, "reason": t.get("reason")}
+              for r, t in enumerate(per_rank) if not t.get("available")]
+    if not said:
+        reasons = sorted({str(t.get("reason")) for t in per_rank})
+        return {"backend": backend, "available": False, "reason": "; ".join(reasons)}
+    summaries = list(dict.fromkeys(str(t["transport"]) for t in said))
+    out: dict[str, Any] = {"backend": backend, "available": True, "transport": " | ".join(summaries),
+                           "nccl_version": said[0].get("nccl_version"), "network": said[0].get("network"),
+                           "nvls": said[0].get("nvls"), "ranks_reporting": len(said)}
+    if len(summaries) > 1:
+        out["per_rank"] = [{"rank": r, "host": hosts[r] if r < len(hosts) else None,
+                            "transport": t.get("transport")} for r, t in enumerate(per_rank) if t.get("available")]
+    if silent:
+        out["unreported"] = silent
+    return out

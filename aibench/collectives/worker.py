@@ -141,6 +141,9 @@ class _Rank:
 
     def __init__(self, spec: OpSpec, rank: int, n: int, device: torch.device, fault: str,
                  on_sync: Callable[[], None] | None = None) -> None:
+        # A test fault "KIND@BYTES" strikes only at that message size (mid-sweep).
+        kind, _, at = fault.partition("@")
+        fault = kind if not at or spec.total_bytes == int(at) else ""
         self.spec, self.rank, self.n, self.device, self.fault = spec, rank, n, device, fault
         self.on_sync = on_sync  # counts this rank's sync points (a launched job's hang diagnosis)
         self.dtype = getattr(torch, spec.dtype)

@@ -159,6 +159,9 @@ class Workload:
     # Checks across parameters (heads a multiple of kv_heads) and of values no backend can take
     # (m = 0): a UsageError before anything is measured, not a failed record. Device-free.
     validate: Callable[[dict[str, Any]], None] | None = None
+    # One set of overrides -> the cases it stands for (a collective's `sizes` sweep: one case,
+    # hence one record, per message size). None: one case. Pure, device-free, raises UsageError.
+    expand: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
 
     def backend(
         self,
@@ -216,6 +219,11 @@ class Workload:
         if check and self.validate is not None:
             self.validate(params)
         return params
+
+    def expand_overrides(self, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The overrides of each case that `overrides` stands for (itself, unless the workload sweeps)."""
+        given = dict(overrides or {})
+        return self.expand(given) if self.expand is not None else [given]
 
     def as_dict(self) -> dict[str, Any]:
         return {

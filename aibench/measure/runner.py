@@ -57,20 +57,23 @@ def run_backends(
     `on_outcome` sees each outcome as it is made (a run directory writes it at once)."""
     options = options or RunOptions()
     device = device or devices.resolve("auto")
-    params = wl.resolve_params(overrides, preview=is_preview(device, options))
+    # A sweep parameter (a collective's `sizes`) stands for several cases: each is checked first,
+    # so that a bad size is a usage error before anything runs.
+    cases = [wl.resolve_params(o, preview=is_preview(device, options)) for o in wl.expand_overrides(overrides)]
     # A backend named twice is measured once: two records with one id would make a run ambiguous.
     chosen = [wl.get_backend(b) for b in dict.fromkeys(backends)] if backends else wl.ordered_backends()
     chosen.sort(key=lambda b: not b.baseline)
     outcomes: list[Outcome] = []
-    baseline: Record | None = None
-    for backend in chosen:
-        outcome = run_case(wl, backend, params, device, options, telemetry=telemetry, entry=entry,
-                           baseline=baseline)
-        if backend.baseline:
-            baseline = outcome.record
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    for params in cases:
+        baseline: Record | None = None
+        for backend in chosen:
+            outcome = run_case(wl, backend, params, device, options, telemetry=telemetry, entry=entry,
+                               baseline=baseline)
+            if backend.baseline:
+                baseline = outcome.record
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
     return outcomes
 
 

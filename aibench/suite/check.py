@@ -271,7 +271,12 @@ class Checker:
         multiple of kv_heads): the first that does not is named, before anything runs."""
         everything = suite_mod.PlanContext(gpus=1 << 10, fp8=True, is_gpu=True)  # plan every entry
         for mode in suite_mod.MODES:
-            for case in suite_mod._plan_entry(entry, mode, everything):
+            try:
+                planned = suite_mod._plan_entry(entry, mode, everything)
+            except UsageError as exc:  # a sweep parameter the workload cannot expand (sizes = "8:1")
+                self.error((*p, *(() if mode == "full" else (mode,)), "params"), str(exc))
+                return
+            for case in planned:
                 if case.skip_reason is None and not self.param(
                         wl, (*p, *(() if mode == "full" else (mode,))), case.params, mode == "preview", check=True):
                     return

@@ -9,9 +9,11 @@ every other rank `follow`s it (aibench.collectives.ranked) and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from aibench.collectives.group import RankGroup, current
+from aibench.collectives.group import RankFailure, RankGroup, Terminated, current
 from aibench.collectives.launcher_env import launcher_env
 from aibench.device import devices
 
@@ -34,3 +36,20 @@ def distributed_block(group: RankGroup | None = None) -> dict[str, Any] | None:
     if group.terminated_by is not None:
         block["terminated_by"] = f"rank 0 received {group.terminated_by} from its launcher"
     return block
+
+
+@contextlib.contextmanager
+def leading(group: RankGroup | None, what: str, on_failure: Callable[[], None]) -> Iterator[None]:
+    """Rank 0's command under its launcher: a SIGTERM (torchrun stopping the job because a rank
+    died) raises RankFailure naming the ranks that failed, after `on_failure` has written them
+    (the run directory's manifest: partial, rank and host); without a launcher, nothing."""
+    if group is None:
+        yield
+        return
+    with group.sigterm_raises():
+        try:
+            yield
+        except Terminated:
+            entries = group.diagnose_termination(group.terminated_by or "SIGTERM", what)
+            on_failure()
+            raise RankFailure("; ".join(e["reason"] for e in entries), entries) from None

@@ -275,18 +275,22 @@ def _plan_entry(entry: Entry, mode: str, ctx: PlanContext) -> list[PlannedCase]:
     cases: list[PlannedCase] = []
     seen: set[tuple[tuple[str, Any], ...]] = set()
     axes = list(run.sweep)
+    wl = registry.REGISTRY.get(entry.workload)
     for shape in shapes:
         for point in itertools.product(*(run.sweep[a] for a in axes)):
-            varying = {**shape, **dict(zip(axes, point))}
-            params = {**run.params, **varying}
-            key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
-            if key in seen:  # two shapes of a model with the same dims: measure once
-                continue
-            seen.add(key)
-            label = ",".join(f"{k}={_fmt(v)}" for k, v in varying.items())
-            case_id = f"{entry.id}/{label}" if label else entry.id
-            cases.append(PlannedCase(entry.id, case_id, entry.workload, params, run.backends,
-                                     timer=dict(entry.timer)))
+            point_varying = {**shape, **dict(zip(axes, point))}
+            base = {**run.params, **point_varying}
+            # A workload's own sweep parameter (a collective's `sizes`) is one case per point too.
+            for params in (wl.expand_overrides(base) if wl is not None else [base]):
+                varying = {**point_varying, **{k: v for k, v in params.items() if k not in base or base[k] != v}}
+                key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+                if key in seen:  # two shapes of a model with the same dims: measure once
+                    continue
+                seen.add(key)
+                label = ",".join(f"{k}={_fmt(v)}" for k, v in varying.items())
+                case_id = f"{entry.id}/{label}" if label else entry.id
+                cases.append(PlannedCase(entry.id, case_id, entry.workload, params, run.backends,
+                                         timer=dict(entry.timer)))
     return cases
 
 

@@ -1,5 +1,13 @@
 """Collective workloads: `collective.all_reduce`, `.all_gather`, `.reduce_scatter`, `.all_to_all`,
-`.broadcast` — one measurement across the node's GPUs, reported as nccl-tests' algbw and busbw.
+`.broadcast` — one measurement across the node's GPUs (or a launched job's ranks), reported as
+nccl-tests' algbw and busbw.
+
+`sizes` sweeps the message size as nccl-tests does (-b 8 -e 8G -f 2 is `sizes=8:8G:2`; a comma
+list also works): one case, hence one record, per size, each checked element by element before it
+is timed. Every record carries the spread across ranks (min/avg/max of each rank's median time and
+busbw), the transport NCCL reports it used (aibench.collectives.transport) and the verdict of the
+busbw floor that applies (aibench.collectives.floors). The ranks of a spawned pool live for the
+whole sweep: a pool per size would measure process start-up, seconds per size.
 
 The device the runner passes only selects the kind: on "cuda" the collective runs over all visible
 GPUs (or `ranks` of them), one spawned process per GPU with NCCL (RCCL on ROCm); on the CPU it runs
@@ -17,16 +25,21 @@ from __future__ import annotations
 
 import functools
 import math
+import socket
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from aibench.collectives.busbw import algbw, bus_factor, busbw, shortfall_note
+from aibench.collectives import launch
+from aibench.collectives.busbw import algbw, bus_factor, busbw
+from aibench.collectives.floors import busbw_floor, floor_verdict
 from aibench.collectives.group import current
 from aibench.collectives.launch import RankPool, plan_from_timer
 from aibench.collectives.ranked import GroupPool
-from aibench.collectives.worker import OpSpec, burst_iterations
+from aibench.collectives.sweep import size_list
+from aibench.collectives.transport import merge_transports
+from aibench.collectives.worker import OpSpec, burst_iterations, layout
 from aibench.core import stats
 from aibench.core.checks import Check
 from aibench.core.errors import Unsupported, UsageError
@@ -45,6 +58,12 @@ _PARAMS = (
           "reduce_scatter the full gathered buffer, each rank holding S/n)", preview=1),
     Param("dtype", str, "bfloat16", "element type", choices=_DTYPES, preview="float32"),
     Param("ranks", int, 0, "ranks, one per GPU; 0 = every visible GPU", preview=2),
+    Param("sizes", str, "", "a size sweep, one record per size: MIN:MAX:FACTOR as nccl-tests' -b/-e/-f "
+          "(8:8G:2) or a comma list (8,64K,1M); bytes, K/M/G binary; empty = the one size of "
+          "size_bytes or size_mib"),
+    Param("size_bytes", int, 0, "total array size S in bytes (one point of a sweep); 0 = size_mib"),
+    Param("floor_gbps", float, 0.0, "busbw floor of this fabric, GB/s: the sweep's largest size below it "
+          "is flagged; 0 = the built-in floor where one is published (8-GPU H100/H200 NVSwitch)"),
 )
 
 _DESCRIPTIONS = {
@@ -90,6 +109,47 @@ def validate_params(p: dict[str, Any]) -> None:
         raise UsageError(f"size_mib must be >= 1, got {p['size_mib']}")
     if p["ranks"] < 0 or p["ranks"] == 1:
         raise UsageError(f"ranks must be 0 (every visible GPU) or at least 2, got {p['ranks']}")
+    if p["size_bytes"] < 0:
+        raise UsageError(f"size_bytes must be >= 0 (0 = size_mib), got {p['size_bytes']}")
+    if p["sizes"]:
+        size_list(p["sizes"])
+    if not p["floor_gbps"] >= 0 or math.isinf(p["floor_gbps"]):
+        raise UsageError(f"floor_gbps must be a finite number of GB/s >= 0, got {p['floor_gbps']}")
+
+
+def expand_sizes(overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """One case per size of `sizes` (each with its size_bytes); the overrides alone without a sweep."""
+    spec = str(overrides.get("sizes") or "").strip()
+    if not spec:
+        return [dict(overrides)]
+    return [{**overrides, "size_bytes": size} for size in size_list(spec)]
+
+
+def total_bytes(p: dict[str, Any]) -> int:
+    """S in bytes: size_bytes (a sweep's point) or size_mib."""
+    return int(p["size_bytes"]) if p["size_bytes"] else int(p["size_mib"]) * MIB
+
+
+def last_of_sweep(p: dict[str, Any]) -> bool:
+    """Whether no size of this case's sweep comes after it (its pool can then go)."""
+    if not p["sizes"]:
+        return True
+    sizes = size_list(p["sizes"])
+    return total_bytes(p) not in sizes or sizes.index(total_bytes(p)) == len(sizes) - 1
+
+
+def across_ranks(op: str, world: int, size: int, per_rank: list[list[float]]) -> dict[str, Any]:
+    """min/avg/max over ranks of each rank's median iteration time and the busbw it gives (as
+    nccl-tests' -a 2/1/3 report them); avg busbw is that of the average time."""
+    medians = [stats.median(samples) for samples in per_rank]
+    avg = sum(medians) / len(medians)
+    return {
+        "time_s": {"min": min(medians), "avg": avg, "max": max(medians)},
+        # The slowest rank has the lowest bandwidth: min busbw comes from the max time.
+        "busbw_gbps": {"min": busbw(op, world, size, max(medians)), "avg": busbw(op, world, size, avg),
+                       "max": busbw(op, world, size, min(medians))},
+        "per_rank_median_s": medians,
+    }
 
 
 def world_size(ranks: int, device: torch.device) -> int:
@@ -125,31 +185,67 @@ def merge_checks(per_rank: list[dict[str, Any]]) -> Check:
     return Check(False, max_abs if finite else None, rel if finite else None, 0.0, detail)
 
 
+# The spawned pool of a sweep in progress, kept from one size to the next: (world, device type,
+# test fault) -> pool. The last size of the sweep takes it out, so that its ranks go with that case.
+_SWEEP_POOLS: dict[tuple[int, str, str], RankPool] = {}
+
+
+def _spawned_pool(world: int, device_type: str, keep: bool) -> RankPool:
+    key = (world, device_type, launch.FAULT_INJECTION)
+    pool = _SWEEP_POOLS.pop(key, None)
+    for other in list(_SWEEP_POOLS):  # another sweep's ranks would share the GPUs with this one
+        _SWEEP_POOLS.pop(other).close(grace_s=0.5)
+    if pool is None or not pool.alive:  # a failed rank closed it: the next size starts afresh
+        pool = RankPool(world, device_type)
+    if keep:
+        _SWEEP_POOLS[key] = pool
+    return pool
+
+
 def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
     validate_params(p)
     group = current()  # a launched job (torchrun, srun): its ranks run the collective, rank 0 drives
     world = group.world if group is not None else world_size(p["ranks"], device)
-    pool: Any = GroupPool(group, device.type) if group is not None else RankPool(world, device.type)
+    requested = total_bytes(p)
     try:
-        info = pool.prepare(OpSpec(op, p["size_mib"] * MIB, p["dtype"]))
+        layout(op, requested, getattr(torch, p["dtype"]), world)
+    except ValueError as exc:  # 8 B of bf16 on 8 ranks: nothing to send (nccl-tests skips it too)
+        raise Unsupported(str(exc)) from None
+    if group is not None:
+        pool: Any = GroupPool(group, device.type)
+    else:
+        pool = _spawned_pool(world, device.type, keep=not last_of_sweep(p))
+    try:
+        info = pool.prepare(OpSpec(op, requested, p["dtype"]))
+        transports = pool.transport()
     except BaseException:
+        _SWEEP_POOLS.clear()
         pool.close(grace_s=0.5)
         raise
     size = int(info["size_bytes"])
     burst = burst_iterations(info["iteration_s"])
     if group is not None:
         names = [m.device_name for m in group.members]
+        hosts, nodes = group.hosts, group.nodes
     else:
         names = ([torch.cuda.get_device_name(i) for i in range(world)] if device.type == "cuda" else ["cpu"] * world)
+        hosts, nodes = [socket.gethostname()] * world, 1
+    floor = busbw_floor(op, world, nodes, names[0], p["floor_gbps"])
+    if floor is not None and p["sizes"]:  # bandwidth is judged where it has saturated: the sweep's largest size
+        floor = {**floor, "min_bytes": max(floor["min_bytes"], max(size_list(p["sizes"]))),
+                 "source": f"{floor['source']}; judged at the sweep's largest size only"}
     details: dict[str, Any] = {
         "op": op, "ranks": world, "size_bytes": size, "dtype": p["dtype"], "backend": pool.backend,
         "input_elements_per_rank": info["input_elements"], "output_elements_per_rank": info["output_elements"],
         "bus_factor": bus_factor(op, world), "devices": names,
-        "hosts": group.hosts if group is not None else None,
+        "hosts": hosts, "nodes": nodes,
         "launcher": group.env.launcher if group is not None else None,
+        "transport": merge_transports(transports, hosts),
         "sample": "seconds per iteration, the slowest rank's (max over ranks)",
         "energy_fn": f"{burst} iterations per call, run by the ranks",
     }
+    if p["sizes"]:
+        details["sweep"] = {"sizes": p["sizes"], "requested_bytes": requested}
     if device.type == "cpu":
         details["note"] = PREVIEW_NOTE
 
@@ -164,10 +260,14 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
         extra: dict[str, Any] = {
             "iterations": len(samples), "warmup_iterations": per_rank[0]["warmup_iterations"],
             "timing_method": "cuda_event" if device.type == "cuda" else "perf_counter",
+            "across_ranks": across_ranks(op, world, size, [r["samples_s"] for r in per_rank]),
         }
-        note = shortfall_note(op, world, names[0], size, bus) if device.type == "cuda" else None
-        if note:
-            extra["busbw_note"] = note
+        verdict = floor_verdict(floor, size, bus, hosts)
+        extra["floor"] = verdict if verdict is not None else {
+            "below": None, "note": "no busbw floor applies: none is published for this fabric and the "
+                                   "workload's floor_gbps is not set"}
+        if verdict is not None and verdict["below"]:
+            extra["busbw_note"] = verdict["note"]
         # The ranks run a plan (iterations for min_time_s within max_time_s), not the noise rule:
         # whether it met the target is said as the timer would say it, never assumed.
         noise = stats.rel_stderr_median(samples) if len(samples) >= 2 else math.inf
@@ -185,7 +285,7 @@ def _setup(op: str, p: dict[str, Any], device: torch.device) -> Case:
 
 
 for _op in OPS:
-    _wl = workload(f"collective.{_op}", _DESCRIPTIONS[_op], _PARAMS, validate_params)
+    _wl = workload(f"collective.{_op}", _DESCRIPTIONS[_op], _PARAMS, validate_params, expand=expand_sizes)
     _wl.backend("torch", baseline=True, available=available,
                 description=f"{_TORCH_CALLS[_op]} (NCCL/RCCL on GPUs, gloo on the CPU)")(
         functools.partial(_setup, _op))

@@ -27,12 +27,14 @@ REGISTRY: dict[str, Workload] = {}
 
 
 def workload(name: str, description: str, params: Iterable[Param] = (),
-             validate: Callable[[dict[str, Any]], None] | None = None) -> Workload:
+             validate: Callable[[dict[str, Any]], None] | None = None,
+             expand: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None) -> Workload:
     """Create and register a workload; its backends are added with `@wl.backend(...)`.
-    `validate(params)` raises UsageError for parameters no backend can take."""
+    `validate(params)` raises UsageError for parameters no backend can take; `expand(overrides)`
+    turns one set of overrides into several cases (a sweep parameter)."""
     if name in REGISTRY:
         raise ValueError(f"workload {name!r} registered twice")
-    wl = Workload(name, description, tuple(params), validate=validate)
+    wl = Workload(name, description, tuple(params), validate=validate, expand=expand)
     REGISTRY[name] = wl
     return wl
 
