@@ -311,3 +311,16 @@ def test_the_same_run_given_twice_is_said(tmp_path: Path) -> None:
     report = build_report([run, run])
     assert any("are the same run" in w for w in report.warnings)
     assert not any("are the same run" in w for w in build_report(two_systems(tmp_path / "b")).warnings)
+
+
+def test_division_per_system(tmp_path: Path) -> None:
+    # make_run names the shipped gigafactory suite: closed, but a directory was never verified.
+    a, _ = two_systems(tmp_path)
+    (system,) = build_report([a]).systems
+    assert system.division.startswith("closed (unverified")
+    custom = make_run(tmp_path / "c", H100, h100_records())
+    manifest_path = custom / "manifest.json"
+    text = manifest_path.read_text().replace('"name": "gigafactory"', '"name": "my-own"')
+    manifest_path.write_text(text)
+    (system,) = build_report([load_run(custom)]).systems
+    assert system.division == "open"

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aibench.bundle.suite_check import division
 from aibench.bundle.system_check import system_findings
 from aibench.core import stats
 from aibench.core.errors import UsageError
@@ -96,7 +97,17 @@ def _system(run: LoadedRun, label: str) -> System:
         comparable=m.get("comparable") is True,
         description_missing=len(missing_fields) if isinstance(missing_fields, list) else 0,
         signature=run.signature, accelerator_count=_accelerator_count(count, gpus),
+        division=_division(run),
     )
+
+
+def _division(run: LoadedRun) -> str:
+    """A bundle only loads once verify found its shipped suite unchanged; a run directory was
+    never checked, so its "closed" is a claim until it is packed and verified."""
+    said = division(run.manifest)
+    if said == "closed" and Path(run.source).is_dir():
+        return "closed (unverified: a run directory; pack and verify it)"
+    return said
 
 
 def _accelerator_count(stated: Any, gpus: list[dict[str, Any]]) -> int | None:

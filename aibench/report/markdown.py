@@ -72,7 +72,7 @@ def _systems(report: Report) -> list[str]:
         ("device", lambda s: s.device), ("submitter", lambda s: s.submitter),
         ("accelerators", lambda s: s.accelerators), ("driver", lambda s: s.driver),
         ("torch", lambda s: s.torch), ("triton", lambda s: s.triton), ("suite", lambda s: s.suite),
-        ("suite sha256", lambda s: s.suite_sha256 or "not stated"), ("run id", lambda s: s.run_id),
+        ("division", lambda s: s.division), ("suite sha256", lambda s: s.suite_sha256 or "not stated"), ("run id", lambda s: s.run_id),
         ("created", lambda s: s.created_at), ("complete", lambda s: "yes" if s.complete else "NO"),
         ("comparable", lambda s: "NO (preview)" if s.preview else ("yes" if s.comparable else "NO")),
         ("source", lambda s: s.source), ("signature", lambda s: s.signature),

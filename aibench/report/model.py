@@ -189,6 +189,9 @@ class System:
     cost: SystemCost | None = None
     signature: str = "not stated"  # LoadedRun.signature: verified signer, unchecked or unsigned
     accelerator_count: int | None = None  # for per-GPU figures; None where no one says
+    # MLPerf's divisions: "closed" is a suite this aibench ships, run as shipped (verify checks the
+    # hash, rules and plan of a bundle); "open" any other suite, comparable only with care.
+    division: str = "open"
 
 
 @dataclass(frozen=True)
