@@ -49,7 +49,9 @@ def render_markdown(report: Report) -> str:
              "Every figure names its record (`rN`, listed under Records).", ""]
     if report.warnings:
         lines += ["## Warnings", ""] + [f"- **WARNING** {md(w)}" for w in report.warnings] + [""]
-    lines += _verdict(report) + _systems(report) + _results(report) + _energy(report) + _tco(report) + _records(report)
+    lines += _verdict(report) + _systems(report) + _results(report) + _energy(report) + _tco(report)
+    lines += _commitments(report)
+    lines += _records(report)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -129,6 +131,18 @@ def _tco(report: Report) -> list[str]:
         out += _table(["measurement", "system", "avg power", "hourly cost", "cost per work", "per provisioned MW",
                        "record"], body)
     return out
+
+
+def _commitments(report: Report) -> list[str]:
+    """The vendor's committed figures against each system (only with --commitments)."""
+    if report.acceptance is None:
+        return []
+    from aibench.report.acceptance import COMMITMENTS_HEADER, acceptance_note, commitment_rows
+
+    a = report.acceptance
+    out = ["## Commitments", "", md(acceptance_note(a)), ""]
+    out += [f"- **{md(s.summary)}**" for s in a.systems] + [""]
+    return out + _table(COMMITMENTS_HEADER, commitment_rows(a))
 
 
 def _records(report: Report) -> list[str]:
