@@ -153,3 +153,7 @@ def test_example_prices_show_the_tco_section_for_a_cpu_preview_run(tmp_path: Pat
     # the gemm record has a row; with no power reading its cost is unavailable, never a guess
     assert "| gemm-small | test box | unavailable: not measured: no NVML | unavailable: no measured power |" \
         in tco_section
+    code, page, err = invoke(str(run), "--tco", str(EXAMPLE_PRICES), "--format", "html")
+    assert code == 0, err
+    section = page[page.index("<h2>Total cost of ownership</h2>"):page.index("<h2>Records</h2>")]
+    assert '<tr><td>test box</td><td>cpu</td><td class="num">3,000 EUR</td>' in section

@@ -11,6 +11,7 @@ from test_report_build import two_systems
 from aibench.report import build_report
 from aibench.report.charts import HAS_MATPLOTLIB, needs_log_scale
 from aibench.report.html import render_html
+from aibench.results.commitments import commitments_from_run
 
 
 def test_log_scale_only_beyond_a_hundredfold_span() -> None:
@@ -36,7 +37,9 @@ def test_page_fits_1400px_in_headless_chromium(tmp_path: Path) -> None:
     if _chromium() is None:
         pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
     page_file = tmp_path / "report.html"
-    page_file.write_text(render_html(build_report(two_systems(tmp_path))), encoding="utf-8")
+    runs = two_systems(tmp_path)  # with the commitments section: its long measurement names wrap too
+    report = build_report(runs, commitments=commitments_from_run(runs[0]), commitments_source="bid.toml")
+    page_file.write_text(render_html(report), encoding="utf-8")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium())
         page = browser.new_page(viewport={"width": 1400, "height": 900})

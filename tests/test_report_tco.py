@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aibench.core.errors import UsageError
+from aibench.device.specs import SPECS, match_spec
 from aibench.report import tco
 from aibench.report.tco import Prices
 
@@ -33,8 +34,35 @@ def test_derived_figures_exact() -> None:
 
 def test_example_file_parses() -> None:
     prices = tco.load_prices(EXAMPLE)
-    assert set(prices) == {"NVIDIA H100 80GB HBM3", "NVIDIA H200", "cpu"}
-    assert prices["NVIDIA H200"] == Prices(35000.0, 4.0, 0.12, 1.3, 2000.0)
+    assert set(prices) == {"NVIDIA H100 SXM5 80GB", "NVIDIA H200 SXM 141GB", "cpu"}
+    assert prices["NVIDIA H200 SXM 141GB"] == Prices(35000.0, 4.0, 0.12, 1.3, 2000.0)
+
+
+# What NVML (and torch) report for each board (tests/test_env.py, the project's GPU machines).
+REPORTED = {"NVIDIA H100 SXM5 80GB": "NVIDIA H100 80GB HBM3", "NVIDIA H200 SXM 141GB": "NVIDIA H200"}
+
+
+def test_every_example_entry_is_a_known_product_or_the_cpu_entry() -> None:
+    prices = tco.load_prices(EXAMPLE)
+    assert "cpu" in prices  # the TCO section on any machine: a CPU preview matches it by kind
+    for key in prices:
+        if key == "cpu":
+            continue
+        spec = match_spec(key)
+        # Named exactly as device/specs.py names the product, and that name matches its own row.
+        assert key in {s.name for s in SPECS} and spec is not None and spec.name == key, key
+        # A run of that board, by the name its driver reports, takes the entry.
+        assert tco.prices_for(prices, "some box", REPORTED[key], "cuda") == (prices[key], key)
+
+
+def test_a_datasheet_name_prices_the_boards_its_row_matches_and_no_other() -> None:
+    prices = {"NVIDIA H100 SXM5 80GB": ROUND}
+    assert tco.prices_for(prices, "box", "NVIDIA H100 80GB HBM3") == (ROUND, "NVIDIA H100 SXM5 80GB")
+    found, why = tco.prices_for(prices, "box", "NVIDIA H100 PCIe")  # another product, another price
+    assert found is None and "'NVIDIA H100 PCIe' or 'NVIDIA H100 PCIe 80GB'" in why
+    assert tco.prices_for(prices, "box", "NVIDIA H100 80GB HBM3 MIG 1g.10gb")[0] is None  # a slice: no row
+    exact = Prices(1, 1, 0, 1)  # the device's own name wins over its datasheet name
+    assert tco.prices_for({**prices, "NVIDIA H100 80GB HBM3": exact}, "box", "NVIDIA H100 80GB HBM3")[0] is exact
 
 
 def test_lookup_by_label_then_device() -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from aibench.cli.common import err_console
 from aibench.core.errors import AibenchError, UsageError
+
+if TYPE_CHECKING:
+    from aibench.report import Report
+    from aibench.results.commitments import Commitment
 
 _EXTENSIONS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
 
@@ -39,9 +44,12 @@ def output_format(fmt: str | None, out: Path | None) -> str:
 @click.option("--pubkey", "pubkeys", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="Public key that signed the bundles (bundles are verified before they are read); repeat it "
                    "for bundles of several signers: each must be signed by one of the keys.")
+@click.option("--commitments", "commitments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The vendor's committed figures (TOML, see `aibench commitments`): adds a "
+                                 "commitments section, each figure PASS, FAIL or UNSURE as `aibench accept` judges it.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every warning (default: one line per kind of warning).")
 def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | None, fmt: str | None,
-                   backend: str, pubkeys: tuple[Path, ...], verbose: bool) -> None:
+                   backend: str, pubkeys: tuple[Path, ...], commitments_file: Path | None, verbose: bool) -> None:
     """Compare systems for procurement: headline metrics, energy and cost, every number traceable.
 
     The first run is the reference of every ratio.
@@ -58,8 +66,10 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
 
     fmt = output_format(fmt, out)
     prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read
+    commitments = _commitments(commitments_file) if commitments_file is not None else None  # also before any bundle
     loaded = [load_run(path, pubkeys) for path in runs]
-    report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None)
+    report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None,
+                          commitments=commitments, commitments_source=str(commitments_file) if commitments_file else None)
     text = render(report, fmt)
     if out is None:
         sys.stdout.write(text)
@@ -75,6 +85,7 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
     labels = [s.label for s in report.systems]
     lines = ([f"warning: {w}" for w in report.warnings] if verbose else
              [f"warning {line}" for line in finding_summary([(warning_code(w, labels), w) for w in report.warnings])])
+    lines += _commitments_lines(report, fmt)
     lines.append(f"verdict: {build_verdict(report).summary()}")
     for line in lines:
         # A warning quotes the bundle (system name, skip reasons): no control sequence reaches the terminal.
@@ -91,3 +102,26 @@ def warning_code(warning: str, labels: list[str]) -> str:
             break
     head = re.sub(r"\d+", "N", text.split(": ", 1)[0])
     return head if len(head) <= 60 else head[:57] + "..."
+
+
+def _commitments(path: Path) -> list[Commitment]:
+    """The commitments file, read and checked as `aibench accept` reads it (exit 2 when bad)."""
+    from aibench.results.commitments import parse_commitments
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return parse_commitments(data, str(path))
+
+
+def _commitments_lines(report: Report, fmt: str) -> list[str]:
+    """Each system's count of PASS / FAIL / UNSURE on stderr (the report is no gate: exit 0 either way;
+    `aibench accept` is the gate). The CSV, one row per record, has no place for the section."""
+    if report.acceptance is None:
+        return []
+    lines = [f"commitments: {s.summary}" for s in report.acceptance.systems]
+    if fmt == "csv":
+        lines.append("note: the CSV has no commitments section (one row per record); "
+                     "aibench accept --json or --junit writes the verdicts")
+    return lines

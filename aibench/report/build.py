@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aibench.bundle.suite_check import division
 from aibench.bundle.system_check import system_findings
@@ -38,6 +38,10 @@ from aibench.report.model import (
     params_text,
 )
 from aibench.results.runs import LoadedRun
+
+if TYPE_CHECKING:
+    from aibench.report.acceptance import Acceptance
+    from aibench.results.commitments import Commitment
 
 BACKEND_CHOICES = ("baseline", "all")
 NO_POWER = "no measured power"
@@ -295,8 +299,10 @@ def _system_cost(run: LoadedRun, prices: dict[str, tco.Prices]) -> SystemCost:
 
 
 def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None = None,
-                 backend: str = "baseline", prices_source: str | None = None) -> Report:
-    """Pair the records of `runs` (the first is the reference of every ratio) into a Report."""
+                 backend: str = "baseline", prices_source: str | None = None,
+                 commitments: Sequence[Commitment] | None = None, commitments_source: str | None = None) -> Report:
+    """Pair the records of `runs` (the first is the reference of every ratio) into a Report; with
+    `commitments`, each run is also judged against them (the commitments section)."""
     if not runs:
         raise UsageError("give at least one run directory or bundle")
     if backend not in BACKEND_CHOICES and not any(r.get("backend") == backend for run in runs for r in run.records):
@@ -346,7 +352,8 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
     shown = [[r for r in run.records if _selected(r, backend)] for run in runs]
     warnings = _warnings(runs, systems, shown) + _unused_prices(prices, costs, prices_source)
     serving = tuple(ServingCurve(_curve_title(k), k[3], tuple(tuple(p) for p in pts)) for k, pts in curves.items())
-    return Report(tuple(systems), tuple(rows), tuple(warnings), backend, prices_source, serving_curves=serving)
+    return Report(tuple(systems), tuple(rows), tuple(warnings), backend, prices_source, serving_curves=serving,
+                  acceptance=_acceptance(runs, labels, commitments, commitments_source))
 
 
 def _curve_key(row: Key, rec: dict[str, Any]) -> Key:
@@ -373,6 +380,16 @@ def _serving_point(rec: dict[str, Any], cell: Cell, row: Key) -> ServingPoint:
         return Value(value) if value is not None else missing(f"{key}: {_text(unavailable.get(key), 'not in the record')}")
 
     return ServingPoint(cell.ref, str(rec["id"]), row[0] or str(rec["id"]), coordinate(SERVING_X), coordinate(SERVING_Y))
+
+
+def _acceptance(runs: Sequence[LoadedRun], labels: Sequence[str], commitments: Sequence[Commitment] | None,
+                source: str | None) -> Acceptance | None:
+    """The commitments section (None without commitments): aibench accept's verdicts per system."""
+    if commitments is None:
+        return None
+    from aibench.report.acceptance import build_acceptance
+
+    return build_acceptance(runs, labels, commitments, source or "the commitments file")
 
 
 def _unused_prices(prices: dict[str, tco.Prices] | None, costs: Sequence[SystemCost | None],

@@ -82,6 +82,21 @@ def _tco(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return systems, rows
 
 
+def _commitments(report: Report) -> dict[str, Any] | None:
+    """The commitments section's text (None without --commitments): the same rows as Markdown's."""
+    if report.acceptance is None:
+        return None
+    from aibench.report.acceptance import COMMITMENTS_HEADER, acceptance_note, commitment_rows
+
+    a = report.acceptance
+    verdict = COMMITMENTS_HEADER.index("verdict")
+    numbers = {COMMITMENTS_HEADER.index(h) for h in ("committed", "tolerance", "measured median", "one-sided bound")}
+    rows = [{"cls": "bad" if texts[verdict] == "FAIL" else "ok",
+             "cells": [("num" if i in numbers else "", t) for i, t in enumerate(texts)]} for texts in commitment_rows(a)]
+    return {"note": acceptance_note(a), "summaries": [s.summary for s in a.systems], "header": COMMITMENTS_HEADER,
+            "rows": rows}
+
+
 def render_html(report: Report, charts: bool = True) -> str:
     headline: list[Any] = []
     power: list[Any] = []
@@ -113,6 +128,6 @@ def render_html(report: Report, charts: bool = True) -> str:
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
         tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power, serving_charts=serving,
         chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
-        score_rows=score_rows(verdict), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+        score_rows=score_rows(verdict), commitments=_commitments(report), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
                                           for _, s, c in report.cells()],
     )

@@ -53,7 +53,7 @@ def render_markdown(report: Report) -> str:
     if report.warnings:
         lines += ["## Warnings", ""] + [f"- **WARNING** {md(w)}" for w in report.warnings] + [""]
     lines += (_verdict(report) + _systems(report) + _results(report) + _serving(report) + _energy(report)
-              + _tco(report) + _records(report))
+              + _tco(report) + _commitments(report) + _records(report))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -153,6 +153,18 @@ def _tco(report: Report) -> list[str]:
         out += _table(["measurement", "system", "avg power", "hourly cost", "cost per work", "per provisioned MW",
                        "record"], body)
     return out
+
+
+def _commitments(report: Report) -> list[str]:
+    """The vendor's committed figures against each system (only with --commitments)."""
+    if report.acceptance is None:
+        return []
+    from aibench.report.acceptance import COMMITMENTS_HEADER, acceptance_note, commitment_rows
+
+    a = report.acceptance
+    out = ["## Commitments", "", md(acceptance_note(a)), ""]
+    out += [f"- **{md(s.summary)}**" for s in a.systems] + [""]
+    return out + _table(COMMITMENTS_HEADER, commitment_rows(a))
 
 
 def _records(report: Report) -> list[str]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aibench.report.tco import Prices
+
+if TYPE_CHECKING:  # the commitments section: built only when a report is given --commitments
+    from aibench.report.acceptance import Acceptance
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ class Report:
     prices_source: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     serving_curves: tuple[ServingCurve, ...] = ()  # serving records as sweep points (the Pareto chart)
+    acceptance: Acceptance | None = None  # the commitments section; None without --commitments
 
     def families(self) -> list[tuple[Family, list[Row]]]:
         """Rows grouped by family, families in order of first appearance."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aibench.core.errors import UsageError
+from aibench.device.specs import match_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,14 +98,19 @@ def load_prices(path: str | Path) -> dict[str, Prices]:
 def prices_for(prices: dict[str, Prices], label: str, device_name: str | None,
                device_kind: str | None = None) -> tuple[Prices | None, str]:
     """The entry of a run: by its label (system name, else device), then by device name, then by
-    device kind ("cpu": one entry for any CPU, whose model name differs from machine to machine).
+    the datasheet name of the board that device name is (device/specs.py: "NVIDIA H100 SXM5 80GB"
+    for the "NVIDIA H100 80GB HBM3" that NVML reports, so a price list can name products as their
+    vendors sell them), then by device kind ("cpu": one entry for any CPU, whose model name differs
+    from machine to machine).
 
     Returns (prices, the key used) or (None, why there is none).
     """
-    for key in (label, device_name, device_kind):
+    spec = match_spec(device_name)
+    product = spec.name if spec is not None else None
+    for key in (label, device_name, product, device_kind):
         if key and key in prices:
             return prices[key], key
-    names = " or ".join(repr(k) for k in dict.fromkeys(k for k in (label, device_name) if k))
+    names = " or ".join(repr(k) for k in dict.fromkeys(k for k in (label, device_name, product) if k))
     return None, f"no prices for {names} in the prices file"
 
 
