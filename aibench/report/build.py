@@ -20,6 +20,7 @@ from aibench.core import stats
 from aibench.core.errors import UsageError
 from aibench.core.text import printable
 from aibench.report import tco
+from aibench.report.acceptance import build_acceptance
 from aibench.report.model import (
     LLM_SERVE,
     Cell,
@@ -387,8 +388,6 @@ def _acceptance(runs: Sequence[LoadedRun], labels: Sequence[str], commitments: S
     """The commitments section (None without commitments): aibench accept's verdicts per system."""
     if commitments is None:
         return None
-    from aibench.report.acceptance import build_acceptance
-
     return build_acceptance(runs, labels, commitments, source or "the commitments file")
 
 
