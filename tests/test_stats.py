@@ -109,3 +109,17 @@ def test_an_infinite_sample_does_not_turn_the_median_into_nan() -> None:
     assert stats.percentile([1.0, inf, inf], 50) == inf
     assert stats.percentile([1.0, 2.0, inf], 75) == inf  # halfway to inf is inf
     assert stats.median([1.0, 3.0]) == 2.0
+
+
+def test_bootstrap_ci_is_the_same_whether_its_resample_indices_are_cached_or_drawn() -> None:
+    # The resample indices depend on n and the seed only, so they are drawn once per n: a CI must
+    # not depend on which samples of the same n came before it (the cache holds no values).
+    a = [1.0 + 0.01 * ((7 * i) % 30) for i in range(30)]
+    b = [5.0 - 0.03 * ((11 * i) % 30) for i in range(30)]
+    stats._resample_order_indices.cache_clear()
+    fresh_b = stats.bootstrap_ci_median(b)
+    stats.bootstrap_ci_median(a)
+    assert stats.bootstrap_ci_median(b) == fresh_b
+    assert min(b) <= fresh_b[0] <= stats.median(b) <= fresh_b[1] <= max(b)
+    low, high = stats._resample_order_indices(30, 2000, 0)
+    assert not low.flags.writeable and not high.flags.writeable and (low <= high).all()

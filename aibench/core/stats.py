@@ -6,8 +6,10 @@ its input. Sample sets are small (tens to thousands), so clarity wins over speed
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 # Consistency constant: 1.4826 * MAD estimates the standard deviation of a normal
 # distribution (1 / Phi^-1(3/4)).
@@ -19,10 +21,13 @@ MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
 
 
 def _require(samples: Sequence[float], at_least: int = 1) -> list[float]:
-    values = [float(x) for x in samples]
+    values = list(map(float, samples))
     if len(values) < at_least:
         raise ValueError(f"need at least {at_least} sample(s), got {len(values)}")
-    if any(math.isnan(x) for x in values):
+    # A NaN makes the sum NaN: one C-speed sum spares the per-element scan, which runs only when the
+    # sum is NaN (a NaN, or +inf beside -inf). Readers recompute ~15 statistics per record this way.
+    total = sum(values)
+    if total != total and any(math.isnan(x) for x in values):
         raise ValueError("samples contain NaN")
     return values
 
@@ -54,7 +59,11 @@ def percentile(samples: Sequence[float], q: float) -> float:
     """
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {q}")
-    values = sorted(_require(samples))
+    return _of_sorted(sorted(_require(samples)), q)
+
+
+def _of_sorted(values: list[float], q: float) -> float:
+    """percentile() of values already sorted and checked."""
     pos = (len(values) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = min(lo + 1, len(values) - 1)
@@ -127,19 +136,32 @@ def bootstrap_ci_median(
     if len(values) == 1:
         return values[0], values[0]
     ordered = np.sort(np.asarray(values, dtype=np.float64))
-    n = len(ordered)
-    low, high = (n - 1) // 2, n // 2  # the order statistics whose mean is the median
+    low, high = _resample_order_indices(len(ordered), resamples, seed)
+    # Indices into sorted values: the k-th smallest index picks the k-th smallest value.
+    medians = np.sort((ordered[low] + ordered[high]) / 2)
+    alpha = (1.0 - confidence) / 2.0
+    draws = medians.tolist()  # sorted, and free of NaN as the samples are
+    return _of_sorted(draws, 100.0 * alpha), _of_sorted(draws, 100.0 * (1.0 - alpha))
+
+
+@functools.lru_cache(maxsize=64)
+def _resample_order_indices(n: int, resamples: int, seed: int) -> tuple[Any, Any]:
+    """For each resample (with replacement) of n sorted values, the two indices whose values'
+    mean is its median. They depend on n and the seed only, not on the values: computed once per
+    n, a reader recomputing the CI of 50,000 records of 30 samples pays the draw and the partial
+    sort once instead of 50,000 times (1.3 ms a record before)."""
+    import numpy as np
+
+    lo, hi = (n - 1) // 2, n // 2  # the order statistics whose mean is the median
     rng = np.random.default_rng(seed)
-    medians = np.empty(resamples, dtype=np.float64)
+    low, high = np.empty(resamples, dtype=np.intp), np.empty(resamples, dtype=np.intp)
     chunk = max(1, 2_000_000 // n)  # at most ~16 MB of indices at a time
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
-        idx = np.partition(rng.integers(0, n, size=(rows, n)), (low, high), axis=1)
-        # Indices into sorted values: the k-th smallest index picks the k-th smallest value.
-        medians[start : start + rows] = (ordered[idx[:, low]] + ordered[idx[:, high]]) / 2
-    alpha = (1.0 - confidence) / 2.0
-    draws = medians.tolist()
-    return percentile(draws, 100.0 * alpha), percentile(draws, 100.0 * (1.0 - alpha))
+        idx = np.partition(rng.integers(0, n, size=(rows, n)), (lo, hi), axis=1)
+        low[start : start + rows], high[start : start + rows] = idx[:, lo], idx[:, hi]
+    low.flags.writeable = high.flags.writeable = False  # shared by every caller: read-only
+    return low, high
 
 
 def summarize(samples: Sequence[float], *, seed: int = 0) -> dict[str, float | list[float]]:
