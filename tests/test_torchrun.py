@@ -233,3 +233,29 @@ def test_torchrun_suite_runs_per_gpu_cases_on_every_rank_and_names_the_slowest(t
     assert found["valid"] is True and found["errors"] == []
     codes = {f["code"] for f in found["warnings"]}
     assert not codes & {"duplicate_record", "entry_missing", "unknown_entry"}, codes
+
+
+def test_a_rank_dying_in_a_per_gpu_case_is_named_and_earlier_records_kept(tmp_path: Path) -> None:
+    suite = tmp_path / "node-load.toml"
+    suite.write_text(NODE_LOAD_SUITE, encoding="utf-8")
+    out = tmp_path / "results"
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "suite", str(suite),
+           "--device", "cpu", "--no-telemetry", "-o", str(out)]
+    env = {**_clean_env(), "AIBENCH_TEST_FAULT": "exit@gemm", "AIBENCH_RANK_DEAD_AFTER_S": "2"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    (run,) = out.iterdir()
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["entry"], r.get("rank"), r["status"]) for r in records if r["entry"] == "copy"] == [
+        ("copy", 0, "ok"), ("copy", 1, "ok"), ("copy", None, "ok")]
+    host = socket.gethostname()
+    # Rank 0 either sees rank 1 gone while it waits for its record (the gemm aggregate fails,
+    # naming it) or is stopped by torchrun first (no gemm record; the run is left incomplete).
+    gemm = [r for r in records if r["entry"] == "gemm"]
+    assert [(r.get("rank"), r["status"]) for r in gemm] in ([], [(0, "ok"), (None, "failed")])
+    if gemm:
+        assert f"rank 1 (local rank 1 on host {host}) died" in gemm[-1]["reason"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = manifest["distributed"]
+    assert block["partial"] is True
+    assert [(f["rank"], f["host"]) for f in block["failures"]] == [(1, host)]

@@ -16,11 +16,13 @@ for all but their first moments.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from aibench.collectives.group import RankFailure, RankGroup
+from aibench.collectives.ranked import FAULT_ENV
 from aibench.measure.records import Outcome, Record
 from aibench.measure.runner import RunOptions, run_case
 from aibench.results.node_spread import aggregate
@@ -125,6 +127,7 @@ def follower_commands(group: RankGroup, session: Session, suite: Suite, mode: st
     options = session.options(timer_config(rules), rules)
     plan = {c.case_id: c for c in suite.plan(mode, plan_context(session))}
     baselines: dict[str, Record] = {}
+    fault = os.environ.get(FAULT_ENV, "")
 
     def case(arg: dict[str, Any]) -> dict[str, Any]:
         planned = plan.get(arg["case_id"])
@@ -135,6 +138,8 @@ def follower_commands(group: RankGroup, session: Session, suite: Suite, mode: st
         backend = wl.get_backend(arg["backend"])
         params = wl.resolve_params(planned.params, preview=session.preview)
         group.barrier(arg["barrier"])
+        if fault == f"exit@{planned.case_id}" and group.rank == group.world - 1:
+            os._exit(1)  # test hook (as ranked.FAULT_ENV): the last rank dies mid-case
         outcome = run_case(wl, backend, params, session.device, case_options(options, planned),
                            telemetry=session.telemetry, entry=planned.case_id, baseline=baselines.get(planned.case_id))
         if backend.baseline:
