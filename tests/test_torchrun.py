@@ -151,3 +151,111 @@ def test_launcher_env_detection() -> None:
     assert slurm is not None and (slurm.master_addr, slurm.master_port, slurm.local_world_size) == ("gpu07", 18456, 2)
     with pytest.raises(LauncherEnvError):
         launcher_env({"RANK": "0", "WORLD_SIZE": "2"})
+
+
+NODE_LOAD_SUITE = """\
+[suite]
+name = "node-load"
+version = "0.1"
+description = "per-GPU cases on every rank at once, beside a collective (a CPU test)"
+[preview.rules]
+min_time_s = 0.01
+max_time_s = 0.3
+warmup_s = 0.0
+
+[[entry]]
+id = "copy"
+workload = "memory.copy"
+backends = ["torch"]
+preview = { params = { mib = 2 } }
+
+[[entry]]
+id = "gemm"
+workload = "gemm"
+backends = ["torch"]
+preview = { params = { dtype = "float32" } }
+
+[[entry]]
+id = "ar"
+workload = "collective.all_reduce"
+preview = { params = { sizes = "4K" } }
+"""
+
+
+def test_torchrun_suite_runs_per_gpu_cases_on_every_rank_and_names_the_slowest(tmp_path: Path) -> None:
+    """`torchrun -m aibench suite`: every rank runs each per-GPU case at once; rank 0 writes one
+    record per rank and an aggregate (the slowest rank's numbers, naming it); a collective stays
+    one record; the run directory packs and verifies without a duplicate or coverage finding."""
+    from click.testing import CliRunner
+
+    from aibench.cli import cli
+    from aibench.results.runs import load_dir
+
+    suite = tmp_path / "node-load.toml"
+    suite.write_text(NODE_LOAD_SUITE, encoding="utf-8")
+    out = tmp_path / "results"
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "suite", str(suite),
+           "--device", "cpu", "--no-telemetry", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=_clean_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = out.iterdir()
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    host = socket.gethostname()
+    for entry in ("copy", "gemm"):
+        mine = [r for r in records if r["entry"] == entry]
+        per_rank, (agg,) = [r for r in mine if "rank" in r], [r for r in mine if "rank" not in r]
+        assert [r["rank"] for r in per_rank] == [0, 1]
+        assert [r["details"]["launched_rank"]["host"] for r in per_rank] == [host, host]
+        block = agg["details"]["node_load"]
+        medians = {r["rank"]: r["timing"]["median"] for r in per_rank}
+        slowest = max(medians, key=lambda k: (medians[k], -k))
+        assert (block["world_size"], block["slowest_rank"], block["slowest_host"]) == (2, slowest, host)
+        assert agg["timing"]["median"] == medians[slowest] == block["max_s"]
+        assert block["min_s"] == min(medians.values())
+        assert block["spread"] == (block["max_s"] - block["min_s"]) / block["max_s"]
+        # Both ranks measured at the same time: their timed windows overlap.
+        starts = sorted(r["started_at"] for r in per_rank)
+        assert starts[1] <= min(r["finished_at"] for r in per_rank)
+    (ar,) = [r for r in records if r["workload"] == "collective.all_reduce"]
+    assert "rank" not in ar and ar["metrics"]["busbw_gbps"] > 0
+    loaded = load_dir(run)  # report and compare read the aggregates only
+    assert sorted(r["workload"] for r in loaded.records) == ["collective.all_reduce", "gemm", "memory.copy"]
+    assert [(r["entry"], r["rank"]) for r in loaded.rank_records] == [("copy", 0), ("copy", 1),
+                                                                       ("gemm", 0), ("gemm", 1)]
+    runner = CliRunner()
+    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
+    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
+    assert runner.invoke(cli, ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]).exit_code == 0
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    assert verified.exit_code == 0, verified.output
+    found = json.loads(verified.output)
+    assert found["valid"] is True and found["errors"] == []
+    codes = {f["code"] for f in found["warnings"]}
+    assert not codes & {"duplicate_record", "entry_missing", "unknown_entry"}, codes
+
+
+def test_a_rank_dying_in_a_per_gpu_case_is_named_and_earlier_records_kept(tmp_path: Path) -> None:
+    suite = tmp_path / "node-load.toml"
+    suite.write_text(NODE_LOAD_SUITE, encoding="utf-8")
+    out = tmp_path / "results"
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "aibench", "suite", str(suite),
+           "--device", "cpu", "--no-telemetry", "-o", str(out)]
+    env = {**_clean_env(), "AIBENCH_TEST_FAULT": "exit@gemm", "AIBENCH_RANK_DEAD_AFTER_S": "2"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    (run,) = out.iterdir()
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["entry"], r.get("rank"), r["status"]) for r in records if r["entry"] == "copy"] == [
+        ("copy", 0, "ok"), ("copy", 1, "ok"), ("copy", None, "ok")]
+    host = socket.gethostname()
+    # Rank 0 either sees rank 1 gone while it waits for its record (the gemm aggregate fails,
+    # naming it) or is stopped by torchrun first (no gemm record; the run is left incomplete).
+    gemm = [r for r in records if r["entry"] == "gemm"]
+    assert [(r.get("rank"), r["status"]) for r in gemm] in ([], [(0, "ok"), (None, "failed")])
+    if gemm:
+        assert f"rank 1 (local rank 1 on host {host}) died" in gemm[-1]["reason"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = manifest["distributed"]
+    assert block["partial"] is True
+    assert [(f["rank"], f["host"]) for f in block["failures"]] == [(1, host)]

@@ -11,7 +11,7 @@ from aibench.bundle.layout import RECORDS
 from aibench.bundle.verify import Keys, keyring, verify_and_read
 from aibench.core.errors import AibenchError, BundleError, UsageError
 from aibench.results.recompute import REFUSING_CODES, invalidated
-from aibench.results.runs import LoadedRun, load_dir, refuse_untrustworthy
+from aibench.results.runs import LoadedRun, load_dir, refuse_untrustworthy, split_ranks
 
 
 def load_run(path: str | Path, pubkey: Keys = None) -> LoadedRun:
@@ -39,7 +39,9 @@ def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
         raise AibenchError(f"{path}: bundle does not verify ({first}); `aibench bundle verify` lists every finding")
     records, refusals = _refuse_named(report.findings, docs.records, docs.manifest)
     warnings = [f"{f.code}: {f.message}" for f in report.warnings] + refusals
-    return LoadedRun(str(path), docs.manifest, records, warnings, _signature(report.summary, bool(trusted)))
+    records, per_rank = split_ranks(records)
+    return LoadedRun(str(path), docs.manifest, records, warnings, _signature(report.summary, bool(trusted)),
+                     rank_records=per_rank)
 
 
 def _refuse_named(findings: tuple[Finding, ...], records: list[dict[str, Any]], manifest: dict[str, Any]

@@ -190,9 +190,11 @@ def run_findings(manifest: dict[str, Any], records: list[dict[str, Any]], member
     members = set(members)
     out = manifest_findings(manifest) + system_findings(manifest) + suite_findings(manifest, records)
     out += coverage_findings(manifest, records)
-    seen: set[tuple[str | None, str]] = set()
+    seen: set[tuple[str | None, str, int | None]] = set()
     for rec in records:
-        key = (rec.get("entry"), rec["id"])
+        # A launched job's per-GPU case has one record per rank (`rank`) beside its aggregate
+        # (none): the same case on other GPUs, not measured again.
+        key = (rec.get("entry"), rec["id"], rec.get("rank"))
         if key in seen:  # a resumed run may measure a case again: visible, so not an error
             out.append(warning("duplicate_record", "measured more than once for the same entry",
                                member=RECORDS, record=_rid(rec)))

@@ -19,6 +19,7 @@ from rich.progress import (
 from aibench.cli.common import CliUsageError, console, device_option, err_console
 
 if TYPE_CHECKING:
+    from aibench.collectives.group import RankGroup
     from aibench.suite.model import Suite
 
 
@@ -48,7 +49,7 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
       aibench suite gigafactory --quick --plan
     """
     from aibench.collectives.group import RankFailure
-    from aibench.collectives.ranked import follow, stop_followers
+    from aibench.collectives.ranked import stop_followers
     from aibench.device.system import build_system_description
     from aibench.suite import run as suite_run
     from aibench.suite.launched import join_launched, leading
@@ -66,11 +67,7 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
         return
     group = join_launched(device_spec)  # torchrun / srun: this process is one rank of the job
     if group is not None and not group.is_leader:
-        try:
-            code = follow(group)  # rank 0 runs the suite and writes the one run directory
-        finally:
-            group.finish()
-        raise click.exceptions.Exit(code)
+        raise click.exceptions.Exit(_follow_suite(group, suite, quick, telemetry))
     session = Session.open(device_spec, telemetry=telemetry)
     try:
         mode = suite_run.suite_mode(session, quick)
@@ -124,13 +121,38 @@ def suite_command(suite_ref: str, out: Path, device_spec: str, quick: bool, resu
             stop_followers(group)
             group.finish()
     from aibench.cli.format import records_table
+    from aibench.results.node_spread import is_rank_record
 
-    console.print(records_table(run.records(), title=f"{suite.name} {suite.version} ({mode})"))
+    # Per-rank records (a launched job's per-GPU cases) stand behind their aggregate: it is the one shown.
+    shown = [r for r in run.records() if not is_rank_record(r)]
+    console.print(records_table(shown, title=f"{suite.name} {suite.version} ({mode})"))
+    if per_rank := len(run.records()) - len(shown):
+        console.print(f"{per_rank} per-rank record(s) beside them (each aggregate is its slowest rank's)")
     counts: dict[str, int] = {}
-    for rec in run.records():
+    for rec in shown:
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     console.print(f"run directory: {run.path}", soft_wrap=True)
+
+
+def _follow_suite(group: RankGroup, suite: Suite, quick: bool, telemetry: bool) -> int:
+    """A follower rank's `aibench suite`: serve rank 0's commands (collectives, and the per-GPU
+    cases it runs on every GPU at once) on this rank's own device; the exit status."""
+    from aibench.collectives.ranked import follow
+    from aibench.suite import run as suite_run
+    from aibench.suite.node_load import follower_commands
+    from aibench.suite.session import Session
+
+    session: Session | None = None
+    try:
+        # Only its own GPU sampled: rank 0 watches the node, each rank's record counts its own GPU.
+        session = Session.open(str(group.device), telemetry=telemetry, own_device_only=True)
+        extra = follower_commands(group, session, suite, suite_run.suite_mode(session, quick))
+        return follow(group, extra)  # rank 0 runs the suite and writes the one run directory
+    finally:
+        if session is not None:
+            session.close()
+        group.finish()
 
 
 def _print_plan(suite: Suite, device_spec: str, quick: bool, json_: bool) -> None:

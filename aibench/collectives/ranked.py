@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -115,8 +116,11 @@ class GroupPool(RankCommands):
         raise RankError("; ".join(f["reason"] for f in failures))
 
 
-def follow(group: RankGroup) -> int:
+def follow(group: RankGroup, extra: Mapping[str, Callable[[Any], Any]] | None = None) -> int:
     """A follower's life: serve rank 0's commands until it says stop; the exit status.
+
+    `extra`: commands of a higher layer, name -> handler(arg) -> payload (the suite's per-GPU
+    cases, aibench.suite.node_load); the collectives' own commands are served here.
 
     0 after "stop"; 1 when this rank failed (its error went to rank 0 first) or rank 0 is gone.
     """
@@ -136,10 +140,13 @@ def follow(group: RankGroup) -> int:
         if cmd == "stop":
             return 0
         try:
-            if cmd == "prepare":
-                state = None
-            payload, state = _serve(group.rank, group.world, group.device, cmd, _decode(cmd, msg["arg"]), state,
-                                    fault, group.tick)
+            if extra and cmd in extra:
+                payload = extra[cmd](msg["arg"])
+            else:
+                if cmd == "prepare":
+                    state = None
+                payload, state = _serve(group.rank, group.world, group.device, cmd, _decode(cmd, msg["arg"]),
+                                        state, fault, group.tick)
         except Exception as exc:  # the group is out of step now: report, then leave
             group.reply(f"reply/{step}", {"error": f"{type(exc).__name__}: {first_line(exc)}",
                                           "traceback": traceback.format_exc()[-4000:]})

@@ -1,7 +1,9 @@
 """Measurement records: one versioned schema (schemas/record.schema.json), written as JSON Lines.
 
 Schema changelog:
-  1 (aibench 0.1.0): first version.
+  1 (aibench 0.1.0): first version. Later, still 1: an optional `rank` (the per-rank records of a
+    case every rank of a launched job ran at once; the aggregate beside them has none), so every
+    earlier record stays valid.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Record:
     finished_at: str = ""
     duration_s: float = 0.0
     aibench_version: str = __version__
+    rank: int | None = None  # a per-rank record of a launched job (aibench.suite.node_load); None otherwise
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -102,6 +105,8 @@ class Record:
             "finished_at": self.finished_at,
             "duration_s": self.duration_s,
             "aibench_version": self.aibench_version,
+            # Only where set: a record of one process reads byte for byte as before.
+            **({"rank": self.rank} if self.rank is not None else {}),
         })
 
     @classmethod

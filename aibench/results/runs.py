@@ -15,6 +15,7 @@ import jsonschema
 
 from aibench.core.errors import AibenchError
 from aibench.measure.records import read_jsonl, validate
+from aibench.results.node_spread import is_rank_record
 from aibench.results.recompute import manifest_problems, refused
 from aibench.results.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSION
 
@@ -23,9 +24,10 @@ from aibench.results.rundir import MANIFEST, RECORDS, RUN_KIND, RUN_SCHEMA_VERSI
 class LoadedRun:
     source: str
     manifest: dict[str, Any]
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # what report and compare read: never a per-rank record (see split_ranks)
     warnings: list[str] = field(default_factory=list)  # what verification or loading noticed
     signature: str = "none: a run directory is not signed"  # who signed it, as far as verify knows
+    rank_records: list[dict[str, Any]] = field(default_factory=list)  # a launched job's per-GPU records
 
     @property
     def label(self) -> str:
@@ -62,6 +64,13 @@ def _manifest_type_problem(manifest: dict[str, Any]) -> str | None:
         if name in manifest and not isinstance(manifest[name], types):
             return f"{name} must be {expected}, not {json.dumps(manifest[name])[:80]}"
     return None
+
+
+def split_ranks(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the records readers use, the per-rank records behind an aggregate). A per-GPU case that
+    every rank of a launched job ran has one record per rank and one aggregate (its slowest
+    rank's numbers, results/node_spread.py): a report or a compare counts the case once."""
+    return [r for r in records if not is_rank_record(r)], [r for r in records if is_rank_record(r)]
 
 
 def refuse_untrustworthy(records: list[dict[str, Any]], manifest: dict[str, Any] | None
@@ -109,4 +118,5 @@ def load_dir(path: Path, key_given: bool = False) -> LoadedRun:
     warnings += refusals
     if key_given:  # the user asked for a signature check: say that there was nothing to check
         warnings.append("a run directory is not signed: the public key given checks nothing in it")
-    return LoadedRun(str(path), manifest, records, warnings)
+    records, per_rank = split_ranks(records)
+    return LoadedRun(str(path), manifest, records, warnings, rank_records=per_rank)

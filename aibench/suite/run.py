@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aibench.collectives.group import current
 from aibench.core.errors import AibenchError, UsageError
 from aibench.core.interrupts import CtrlC
 from aibench.core.jsonutil import jsonable_params
 from aibench.measure.records import Outcome, Record, now_iso, record_key
 from aibench.measure.runner import run_case
+from aibench.results.node_spread import is_rank_record
 from aibench.results.rundir import RunDir
-from aibench.suite.model import PlanContext
+from aibench.suite import node_load
 from aibench.suite.session import Session, timer_config
 from aibench.workloads.registry import REGISTRY, load_builtin
 
@@ -36,10 +38,6 @@ class Progress:
     entry_done: int = 0  # cases of this entry finished
     entry_total: int = 0
     records: tuple[dict[str, Any], ...] = ()
-
-
-def _plan_context(session: Session) -> PlanContext:
-    return PlanContext.detect() if session.device_info.is_gpu else PlanContext()
 
 
 def suite_mode(session: Session, quick: bool) -> str:
@@ -113,8 +111,10 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
     rules = suite.rules_for(mode)
     timer = timer_config(rules)
     options = session.options(timer, rules)
-    plan = suite.plan(mode, _plan_context(session))
-    existing = run.records()
+    plan = suite.plan(mode, node_load.plan_context(session))
+    # Per-rank records stand beside their aggregate: what is done is what has an aggregate (a
+    # case killed between its per-rank records and its aggregate runs again on resume).
+    existing = [r for r in run.records() if not is_rank_record(r)]
     done = {(r.get("entry"), r.get("backend")) for r in existing}
     by_key = {(r.get("entry"), r.get("backend")): r for r in existing}
     if run.manifest.get("complete"):
@@ -137,7 +137,7 @@ def execute(session: Session, suite: Any, mode: str, on_progress: Callable[[Prog
             for i, case in enumerate(plan):
                 e = case.entry_id
                 notify(Progress(i, len(plan), case.case_id, "start", e, entry_done[e], per_entry[e]))
-                written = _run_planned(session, case, options, done, by_key, ctrl_c)
+                written = _run_planned(session, suite, case, options, done, by_key, ctrl_c)
                 entry_done[e] += 1
                 notify(Progress(i + 1, len(plan), case.case_id, "end", e, entry_done[e], per_entry[e],
                                 tuple(written)))
@@ -162,7 +162,7 @@ def _pending(case: Any, done: set) -> bool:
     return (case.case_id, "*") not in done if names is None else any((case.case_id, n) not in done for n in names)
 
 
-def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: dict,
+def _run_planned(session: Session, suite: Any, case: Any, options: Any, done: set, by_key: dict,
                  ctrl_c: CtrlC) -> list[dict[str, Any]]:
     run = session.run_dir
     assert run is not None
@@ -177,8 +177,9 @@ def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: d
         return written
     backends = sorted((wl.get_backend(n) for n in names), key=lambda b: not b.baseline)
     params = wl.resolve_params(case.params, preview=session.preview)
-    if case.timer:  # the entry's own timing mode (e.g. CUDA-graph replays for decode-sized kernels)
-        options = replace(options, timer=replace(options.timer, **case.timer))
+    options = node_load.case_options(options, case)
+    group = current()
+    everywhere = group is not None and group.world > 1 and node_load.is_per_gpu(suite, case)
     written: list[dict[str, Any]] = []
     baseline: Record | None = None
     for backend in backends:
@@ -187,11 +188,19 @@ def _run_planned(session: Session, case: Any, options: Any, done: set, by_key: d
             if backend.baseline:
                 baseline = Record.from_dict(by_key[key])
             continue
-        outcome = run_case(wl, backend, params, session.device, options, telemetry=session.telemetry,
-                           entry=case.case_id, baseline=baseline)
+        if everywhere:  # under a launcher: on every GPU at once, then the aggregate (node_load)
+            assert group is not None
+            outcomes, own = node_load.run_everywhere(group, session, case, backend, params, options, baseline)
+            per_rank = [run.append(o) for o in outcomes]
+            missing = node_load.missing_ranks(group, outcomes)
+            written += [*per_rank, run.append(node_load.aggregate_outcome(per_rank, group.world, missing))]
+        else:
+            outcome = run_case(wl, backend, params, session.device, options, telemetry=session.telemetry,
+                               entry=case.case_id, baseline=baseline)
+            own = outcome.record
+            written.append(run.append(outcome))
         if backend.baseline:
-            baseline = outcome.record
-        written.append(run.append(outcome))
+            baseline = own
         done.add(key)
         ctrl_c.check()  # a Ctrl-C swallowed during that backend stops the suite here, its record kept
     return written

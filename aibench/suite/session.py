@@ -65,12 +65,14 @@ class Session:
     rules: RunRules = field(default_factory=RunRules)
 
     @classmethod
-    def open(cls, device_spec: str, *, telemetry: bool = True) -> Session:
+    def open(cls, device_spec: str, *, telemetry: bool = True, own_device_only: bool = False) -> Session:
+        """`own_device_only`: sample only this device (a follower rank of a launched job, whose
+        records count its own GPU), not every visible GPU."""
         device = devices.resolve(device_spec)
         env = collect_environment()
         tel = None
         if telemetry:
-            tel = open_telemetry(telemetry_devices(device))
+            tel = open_telemetry([device] if own_device_only else telemetry_devices(device))
         preview = device.type == "cpu"
         return cls(device, devices.describe(device), preview, env, environment_sha256(env), tel,
                    rules=PREVIEW_RULES if preview else RunRules())
