@@ -47,7 +47,7 @@ def _load_bundle(path: Path, pubkey: Keys) -> LoadedRun:
 def _refuse_named(findings: tuple[Finding, ...], records: list[dict[str, Any]], manifest: dict[str, Any]
                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """The records verify named in a refusing finding turned invalid, without recomputing them
-    (verify already did: the bootstrap CI alone costs ~1 ms a record). Where verify's findings
+    (verify already did; the bootstrap CI is the costliest part). Where verify's findings
     cannot name every record (a code capped at 100 findings, ids not unique), recompute instead."""
     ids = [shown(rec.get("id")) for rec in records]
     named: dict[str, list[str]] = {}
