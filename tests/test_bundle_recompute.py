@@ -106,3 +106,17 @@ def test_each_recomputed_statistic_is_the_one_the_timer_keeps() -> None:
     assert set(_STATISTIC) == set(summary)
     for name, statistic in _STATISTIC.items():
         assert statistic(samples) == summary[name], name
+
+
+def test_the_recompute_sorts_once_and_still_gives_every_statistic_of_unsorted_samples() -> None:
+    # The timer summarises samples in the order they came; the recompute sorts them first (speed).
+    # Each statistic is order-free, so the two must agree exactly, not to a tolerance.
+    import random
+
+    samples = [1e-3 * (1 + ((i * 7919) % 1000) / 997) for i in range(2001)]  # unsorted, with ties
+    random.Random(4).shuffle(samples)
+    rec = record()
+    rec["timing"] = {**rec["timing"], "samples_s": samples, **stats.summarize(samples)}
+    summary = stats.summarize(samples)
+    assert all(summary[k] == recompute._STATISTIC[k](sorted(samples)) for k in summary if k in recompute._STATISTIC)
+    assert recompute.summary_problems(rec) == []
