@@ -62,11 +62,11 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return _of_sorted(sorted(_require(samples)), q)
 
 
-def _of_sorted(values: list[float], q: float) -> float:
-    """percentile() of values already sorted and checked."""
+def _of_sorted(values: Sequence[float], q: float) -> float:
+    """percentile() of values already sorted and checked (or with at least the two order
+    statistics it reads, _order_stats, in place)."""
     pos = (len(values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(values) - 1)
+    lo, hi = _order_stats(len(values), q)
     frac = pos - lo
     if frac == 0 or values[lo] == values[hi]:
         # An order statistic itself: interpolating with weight 0 towards an infinite neighbour
@@ -138,10 +138,20 @@ def bootstrap_ci_median(
     ordered = np.sort(np.asarray(values, dtype=np.float64))
     low, high = _resample_order_indices(len(ordered), resamples, seed)
     # Indices into sorted values: the k-th smallest index picks the k-th smallest value.
-    medians = np.sort((ordered[low] + ordered[high]) / 2)
+    medians = (ordered[low] + ordered[high]) / 2
     alpha = (1.0 - confidence) / 2.0
-    draws = medians.tolist()  # sorted, and free of NaN as the samples are
-    return _of_sorted(draws, 100.0 * alpha), _of_sorted(draws, 100.0 * (1.0 - alpha))
+    qs = (100.0 * alpha, 100.0 * (1.0 - alpha))
+    # Only the order statistics each percentile reads need to be in place: a partial sort
+    # (free of NaN as the samples are) instead of sorting all the resampled medians.
+    needed = sorted({k for q in qs for k in _order_stats(len(medians), q)})
+    draws = np.partition(medians, needed)
+    return float(_of_sorted(draws, qs[0])), float(_of_sorted(draws, qs[1]))
+
+
+def _order_stats(n: int, q: float) -> tuple[int, int]:
+    """The two order statistics (0-based) that the q-th percentile of n values interpolates."""
+    lo = math.floor((n - 1) * q / 100.0)
+    return lo, min(lo + 1, n - 1)
 
 
 @functools.lru_cache(maxsize=64)
