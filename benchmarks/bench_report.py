@@ -7,10 +7,10 @@ one entry at different sizes, `--samples` raw samples each). The report runs as
 `python -m aibench report` in a child process; printed: its wall time (median of --repeat) and peak
 RSS. Target: under 5 s for 50 x 1,000.
 
-Measured (2-core CPU machine, shared with other jobs, HTML): 13.1 s wall and 570 MiB peak RSS on
+Measured (2-core CPU machine, shared with other jobs, HTML): 10.0 s wall and 570 MiB peak RSS on
 2026-12-07, with every record's summary, work, rates and % of peak recomputed and each record's
 median interval bootstrapped (the fixture states none). Before that day's bootstrap speed-up
-(1.3 ms -> 0.07 ms a record, same numbers bit for bit) the same data took ~60 s once its records
+(1.2 ms -> 0.02 ms a record, same numbers bit for bit) the same data took ~60 s once its records
 were honest. Still over the target: the template's escaping, the readers' per-field number checks
 and the record schema validation are the next costs (cProfile of 20 x 1,000).
 """
