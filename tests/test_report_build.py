@@ -324,3 +324,17 @@ def test_division_per_system(tmp_path: Path) -> None:
     manifest_path.write_text(text)
     (system,) = build_report([load_run(custom)]).systems
     assert system.division == "open"
+
+
+def test_a_node_under_load_is_said_with_its_widest_spread(tmp_path: Path) -> None:
+    import dataclasses
+
+    records = h100_records()
+    load = {"world_size": 8, "slowest_rank": 5, "slowest_host": "node-a", "spread": 0.125}
+    records[0] = dataclasses.replace(records[0], details={"node_load": load})
+    records[2] = dataclasses.replace(records[2], details={"node_load": {**load, "spread": 0.02, "slowest_rank": 1}})
+    report = build_report([load_run(make_run(tmp_path / "a", H100, records))])
+    (note,) = [w for w in report.warnings if "every GPU" in w]
+    assert "2 measurement(s)" in note and "12.5%" in note and "rank 5 on node-a" in note
+    plain = build_report([load_run(make_run(tmp_path / "b", H100, h100_records()))])
+    assert not [w for w in plain.warnings if "every GPU" in w]

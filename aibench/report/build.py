@@ -412,6 +412,20 @@ def _unused_prices(prices: dict[str, tco.Prices] | None, costs: Sequence[SystemC
 _SAID_BY_THE_REPORT = ("preview: ", "not_comparable: ", "interpreted: ", "throttled: ")
 
 
+def _node_load_note(label: str, records: Sequence[dict[str, Any]]) -> list[str]:
+    """Under a launcher every GPU ran each case at once and a record is the slowest GPU's
+    (results/node_spread.py): say so, with the widest spread across the GPUs and who was slowest."""
+    loads = [(spread, rec) for rec in records
+             if (spread := _number(_d(_d(_d(rec.get("details")).get("node_load"))).get("spread"))) is not None]
+    if not loads:
+        return []
+    spread, rec = max(loads, key=lambda item: item[0])
+    block = _d(_d(rec.get("details")).get("node_load"))
+    return [f"{label}: {len(loads)} measurement(s) ran on every GPU of the node at once; each figure is the "
+            f"slowest GPU's. Widest spread across GPUs: {100 * spread:.1f}% ({_text(rec.get('id'))}: slowest "
+            f"rank {_text(block.get('slowest_rank'))} on {_text(block.get('slowest_host'))})"]
+
+
 def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
               shown: Sequence[list[dict[str, Any]]]) -> list[str]:
     """Loud notes a buyer must read first; record-level ones count the records in the report."""
@@ -439,6 +453,7 @@ def _warnings(runs: Sequence[LoadedRun], systems: Sequence[System],
                               for x in _d(r["telemetry"]["throttle"]).get("reasons_seen") or [] if x != "GpuIdle"})
             out.append(f"{s.label}: THROTTLED during {len(throttled)} measurement(s) "
                        f"({', '.join(reasons) or 'reason not reported'}): clocks were held below full speed")
+        out += _node_load_note(s.label, records)
         if not run.source.endswith(".tar.gz"):  # a bundle with this error was refused already (bundle/load.py)
             out += [f"{s.label}: {f.code.upper()}: {f.message}" for f in system_findings(run.manifest)]
         if s.description_missing:
