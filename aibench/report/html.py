@@ -6,7 +6,6 @@ value is ever marked safe. The page has no script and loads nothing from elsewhe
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from aibench import __version__
@@ -41,8 +40,6 @@ def _inert(value: Any) -> Any:
     """Every printed value: autoescaping stops markup, not terminal control sequences (the page can
     go to stdout), so those are written as escapes too."""
     if type(value) is str and value.isprintable():  # nearly every value: skip the call (850k in a 50-run report)
-        return value
-    if hasattr(value, "__html__"):  # markup this module escaped itself (_records_rows): printed as it is
         return value
     return printable(value, keep="\n\t") if isinstance(value, str) else value
 
@@ -131,18 +128,6 @@ def render_html(report: Report, charts: bool = True) -> str:
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
         tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power, serving_charts=serving,
         chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
-        score_rows=score_rows(verdict), commitments=_commitments(report), records_rows=_records_rows(report),
+        score_rows=score_rows(verdict), commitments=_commitments(report), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+                                          for _, s, c in report.cells()],
     )
-
-
-def _records_rows(report: Report) -> Any:
-    """The Records table's rows, escaped here in one pass: one row per record (50,000 in a large
-    report), where the template's per-field autoescape cost more than the rest of the page."""
-    from markupsafe import Markup  # jinja2's own dependency: the template prints it as it is
-
-    def cell(value: Any) -> str:
-        return html.escape(_inert(str(value)), quote=True)
-
-    return Markup("".join(
-        f'<tr><td class="ref" id="{cell(c.ref)}">{cell(c.ref)}</td><td>{cell(s.label)}</td>'
-        f"<td>{cell(c.record_id)}</td><td>{cell(s.source)}</td></tr>\n" for _, s, c in report.cells()))
