@@ -84,6 +84,8 @@ def test_html_escapes_everything_hostile(tmp_path: Path, hostile: Path) -> None:
     assert '"quoted"' not in page and "&#34;quoted&#34;" in page  # attribute values cannot be closed
     assert page.count("data:image/png;base64,") >= 3  # one chart per headline metric group
     assert re.search(r'title="r\d+: record gemm\[m=8192', page)  # every number names its record
+    records = page[page.index("<h2>Records</h2>"):]
+    assert "&lt;script&gt;" in records and "<script" not in records and "\x1b" not in page
 
 
 def test_html_without_charts_and_single_system(tmp_path: Path) -> None:
@@ -92,6 +94,9 @@ def test_html_without_charts_and_single_system(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", H100, h100_records())
     page = render_html(build_report([load_run(a)]), charts=False)
     assert "data:image/png" not in page and "<h2>Records</h2>" in page
+    records = page[page.index("<h2>Records</h2>"):]
+    # The records table is escaped in Python, not by the template: real markup, once.
+    assert '<tr><td class="ref" id="r1">r1</td>' in records and "&lt;tr&gt;" not in records
 
 
 def test_csv_rows_guard_and_unavailable(tmp_path: Path, hostile: Path) -> None:
