@@ -76,6 +76,9 @@ def test_energy_is_the_window_over_the_run_per_token_of_the_run(self_timed: tupl
     assert t["per_unit"] == pytest.approx({"j_per_token": 5.0, "tokens_per_j": 0.2}, rel=1e-12)
     assert t["work_per_call"] == {"tokens": 80.0} and rec.work == {"tokens": 80.0}
     assert t["execution"] == "one window over the measured run itself"
+    from aibench.results.recompute import energy_problems
+
+    assert energy_problems(rec.to_dict()) == []  # what a buyer's verify recomputes agrees
     assert outcome.telemetry_samples and all(0.0 <= s["t_rel_s"] <= 2.0 for s in outcome.telemetry_samples)
 
 
@@ -115,6 +118,9 @@ def test_openai_backend_energy_per_output_token_of_the_measured_requests() -> No
     assert t["energy_j"] == pytest.approx(energy, rel=1e-12)
     assert t["per_unit"]["j_per_token"] == pytest.approx(energy / 24, rel=1e-12)
     assert rec.work == {"tokens": 24.0} and t["work_per_call"] == {"tokens": 24.0}
+    from aibench.results.recompute import energy_problems
+
+    assert energy_problems(rec.to_dict()) == []  # what a buyer's verify recomputes agrees
 
 
 def test_openai_backend_without_telemetry_says_unavailable() -> None:

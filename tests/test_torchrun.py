@@ -98,9 +98,7 @@ backends = ["torch"]
 def test_two_torchrun_nodes_write_one_run_that_verifies(tmp_path: Path) -> None:
     """Two torchrun launches (--nnodes 2, c10d rendezvous on 127.0.0.1) are two "nodes": node 0's
     rank 0 runs the suite, node 1's rank follows, one run directory packs and verifies."""
-    from click.testing import CliRunner
 
-    from aibench.cli import cli
     from aibench.collectives.launch import free_port
 
     suite = tmp_path / "two-nodes.toml"
@@ -131,13 +129,7 @@ def test_two_torchrun_nodes_write_one_run_that_verifies(tmp_path: Path) -> None:
     block = json.loads((run / "manifest.json").read_text())["distributed"]
     assert (block["world_size"], block["nodes"], block["partial"]) == (2, 2, False)
     assert [m["node_rank"] for m in block["ranks"]] == [0, 1]  # RANK = GROUP_RANK x nproc + LOCAL_RANK
-    runner = CliRunner()
-    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
-    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
-    assert runner.invoke(cli, ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]).exit_code == 0
-    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
-    assert verified.exit_code == 0, verified.output
-    assert json.loads(verified.output)["valid"] is True
+    assert _packed_and_verified(run, tmp_path)["valid"] is True
 
 
 def test_launcher_env_detection() -> None:
@@ -186,9 +178,7 @@ def test_torchrun_suite_runs_per_gpu_cases_on_every_rank_and_names_the_slowest(t
     """`torchrun -m aibench suite`: every rank runs each per-GPU case at once; rank 0 writes one
     record per rank and an aggregate (the slowest rank's numbers, naming it); a collective stays
     one record; the run directory packs and verifies without a duplicate or coverage finding."""
-    from click.testing import CliRunner
 
-    from aibench.cli import cli
     from aibench.results.runs import load_dir
 
     suite = tmp_path / "node-load.toml"
@@ -223,13 +213,7 @@ def test_torchrun_suite_runs_per_gpu_cases_on_every_rank_and_names_the_slowest(t
     assert sorted(r["workload"] for r in loaded.records) == ["collective.all_reduce", "gemm", "memory.copy"]
     assert [(r["entry"], r["rank"]) for r in loaded.rank_records] == [("copy", 0), ("copy", 1),
                                                                        ("gemm", 0), ("gemm", 1)]
-    runner = CliRunner()
-    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
-    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
-    assert runner.invoke(cli, ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]).exit_code == 0
-    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
-    assert verified.exit_code == 0, verified.output
-    found = json.loads(verified.output)
+    found = _packed_and_verified(run, tmp_path)
     assert found["valid"] is True and found["errors"] == []
     codes = {f["code"] for f in found["warnings"]}
     assert not codes & {"duplicate_record", "entry_missing", "unknown_entry"}, codes
@@ -259,3 +243,18 @@ def test_a_rank_dying_in_a_per_gpu_case_is_named_and_earlier_records_kept(tmp_pa
     block = manifest["distributed"]
     assert block["partial"] is True
     assert [(f["rank"], f["host"]) for f in block["failures"]] == [(1, host)]
+
+
+def _packed_and_verified(run: Path, tmp_path: Path) -> dict:
+    """The run directory packed and signed with a fresh key, then `bundle verify --json`'s answer."""
+    from click.testing import CliRunner
+
+    from aibench.cli import cli
+
+    runner = CliRunner()
+    key, bundle = tmp_path / "k.key", tmp_path / "run.tar.gz"
+    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
+    assert runner.invoke(cli, ["bundle", "pack", str(run), "-o", str(bundle), "--key", str(key)]).exit_code == 0
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    assert verified.exit_code == 0, verified.output
+    return json.loads(verified.output)
