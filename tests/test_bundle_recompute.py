@@ -120,3 +120,22 @@ def test_the_recompute_sorts_once_and_still_gives_every_statistic_of_unsorted_sa
     summary = stats.summarize(samples)
     assert all(summary[k] == recompute._STATISTIC[k](sorted(samples)) for k in summary if k in recompute._STATISTIC)
     assert recompute.summary_problems(rec) == []
+
+
+def test_refused_bootstraps_every_claimed_interval_in_one_batch_and_still_names_each_lie() -> None:
+    # Records of several lengths, each with the timer's whole summary; one in three lies about its
+    # interval by one part in a million (above REL_TOL), which the batched bootstrap must see.
+    recs = []
+    for i in range(30):
+        samples = [1e-3 * (1 + 0.01 * ((i * 7 + j * 13) % 17)) for j in range(5 + i % 4)]
+        rec = record(id=f"r{i}", timing={**record()["timing"], "samples_s": samples, **stats.summarize(samples)})
+        if i % 3 == 0:
+            lo, hi = rec["timing"]["ci95_median"]
+            rec["timing"]["ci95_median"] = [lo, hi * (1 + 1e-6)]
+        recs.append(rec)
+    assert recompute.median_intervals(recs) == [tuple(stats.bootstrap_ci_median(r["timing"]["samples_s"]))
+                                                for r in recs]
+    out = recompute.refused(recs, None)
+    bad = [r["id"] for r in out if r["status"] == "invalid"]
+    assert bad == [f"r{i}" for i in range(0, 30, 3)]
+    assert all("timing.ci95_median" in r["reason"] for r in out if r["status"] == "invalid")

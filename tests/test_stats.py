@@ -123,3 +123,56 @@ def test_bootstrap_ci_is_the_same_whether_its_resample_indices_are_cached_or_dra
     assert min(b) <= fresh_b[0] <= stats.median(b) <= fresh_b[1] <= max(b)
     low, high = stats._resample_order_indices(30, 2000, 0)
     assert not low.flags.writeable and not high.flags.writeable and (low <= high).all()
+
+
+def _plain_bootstrap(samples: list[float], confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """The interval the long way: every resample's median, all of them sorted."""
+    import numpy as np
+
+    ordered = np.sort(np.asarray(samples, dtype=np.float64))
+    low, high = stats._resample_order_indices(len(samples), resamples, seed)
+    medians = np.sort((ordered[low] + ordered[high]) / 2)
+    alpha = (1.0 - confidence) / 2.0
+    return stats._of_sorted(medians, 100 * alpha), stats._of_sorted(medians, 100 * (1 - alpha))
+
+
+def _odd_rows(seed: int) -> list[list[float]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(400):
+        n = rng.choice([2, 3, 4, 7, 30, 31, 100, 1001])
+        if i % 4 == 0:  # ties: a quantised timer
+            rows.append([rng.choice([1e-3, 2e-3, 3e-3]) for _ in range(n)])
+        else:
+            rows.append([rng.lognormvariate(-7, 0.3) for _ in range(n)])
+    return rows
+
+
+@pytest.mark.parametrize(("confidence", "resamples", "seed"), [(0.95, 2000, 0), (0.9, 999, 5), (0.5, 101, 2)])
+def test_the_batched_bootstrap_gives_each_row_the_plain_bootstrap_bit_for_bit(confidence: float, resamples: int,
+                                                                               seed: int) -> None:
+    rows = _odd_rows(seed)
+    many = stats.bootstrap_ci_median_many(rows, confidence, resamples, seed)
+    assert many == [_plain_bootstrap(r, confidence, resamples, seed) for r in rows]
+    assert [stats.bootstrap_ci_median(r, confidence, resamples, seed) for r in rows[:50]] == many[:50]
+
+
+def test_the_batched_bootstrap_answers_none_for_rows_it_cannot_read() -> None:
+    out = stats.bootstrap_ci_median_many([[], [1.0, math.nan], ["x"], [2.0], [1.0, 3.0]])
+    assert out[:3] == [None, None, None]
+    assert out[3] == (2.0, 2.0) and out[4] == _plain_bootstrap([1.0, 3.0], 0.95, 2000, 0)
+    with pytest.raises(ValueError, match="samples contain NaN"):  # the single-row function says why
+        stats.bootstrap_ci_median([1.0, math.nan])
+
+
+def test_describe_gives_each_statistic_of_its_own_function_bit_for_bit() -> None:
+    single = {"median": stats.median, "mean": stats.mean, "stdev": stats.stdev, "mad": stats.mad,
+              "rel_noise": stats.rel_noise, "rel_stderr_median": stats.rel_stderr_median,
+              "p5": lambda v: stats.percentile(v, 5), "p95": lambda v: stats.percentile(v, 95),
+              "min": min, "max": max, "n": len}
+    for row in [*_odd_rows(7), [4.0], [2.0, 2.0], [-1.0, 1.0, 3.0]]:  # a single sample; no spread; median <= 0
+        described = stats.describe(row)
+        assert all(described[name] == fn(row) for name, fn in single.items()), row
+        summary = stats.summarize(row)
+        assert summary == {**described, "ci95_median": list(stats.bootstrap_ci_median(row))}
+        assert list(summary)[-3:] == ["ci95_median", "rel_noise", "rel_stderr_median"]  # the record's key order

@@ -124,16 +124,15 @@ def _accelerator_count(stated: Any, gpus: list[dict[str, Any]]) -> int | None:
     return len(gpus) or None
 
 
-def _key_ci(timing: dict[str, Any], family: Family, key: Value) -> tuple[float, float] | None:
+def _key_ci(timing: dict[str, Any], family: Family, key: Value, derived: list[float] | None) -> tuple[float, float] | None:
     """The key metric's 95% interval from the median time's: the metric is work / time, so the
-    interval's ends swap (the slow end of the time is the low end of the rate)."""
+    interval's ends swap (the slow end of the time is the low end of the rate). `derived`: the
+    interval from the raw samples of an older record that states none (_derived_intervals)."""
     ci, median = timing.get("ci95_median"), _positive(timing.get("median"))
     if not family.noise_of_key or key.value is None or median is None:
         return None
-    samples = timing.get("samples_s")
-    if not (isinstance(ci, list) and len(ci) == 2) and isinstance(samples, list) and samples:
-        # An older record without the interval: derived from its raw samples, as the timer does.
-        ci = _ci_of(samples)
+    if not _stated_ci(timing):
+        ci = derived
     if not isinstance(ci, list) or len(ci) != 2:
         return None
     low_s, high_s = _positive(ci[0]), _positive(ci[1])
@@ -142,15 +141,29 @@ def _key_ci(timing: dict[str, Any], family: Family, key: Value) -> tuple[float, 
     return key.value * median / high_s, key.value * median / low_s
 
 
-def _ci_of(samples: list[Any]) -> list[float] | None:
-    """The median's bootstrap interval where every sample is a positive finite number, else None.
-    min/max run in C: a per-sample check cost more than the bootstrap over 50,000 records."""
-    try:
-        if not (min(samples) > 0 and math.isfinite(max(samples))):
-            return None
-        return list(stats.bootstrap_ci_median(samples))
-    except (TypeError, ValueError):  # a string among them, or a NaN (min and max pass over one)
-        return None
+def _stated_ci(timing: dict[str, Any]) -> bool:
+    ci = timing.get("ci95_median")
+    return isinstance(ci, list) and len(ci) == 2
+
+
+def _derived_intervals(records: Sequence[dict[str, Any]]) -> dict[int, list[float]]:
+    """By id(record): the median's bootstrap interval of each record that states none, derived from
+    its raw samples as the timer does, where every sample is a positive finite number; all of them
+    bootstrapped in one batch (stats.bootstrap_ci_median_many)."""
+    at, rows = [], []
+    for rec in records:
+        timing = _d(rec.get("timing"))
+        samples = timing.get("samples_s")
+        if _stated_ci(timing) or not isinstance(samples, list) or not samples:
+            continue
+        try:  # min/max run in C: a per-sample check costs more than the bootstrap over 50,000 records
+            if not (min(samples) > 0 and math.isfinite(max(samples))):
+                continue
+        except TypeError:  # a string among them (a NaN passes min and max: the bootstrap refuses it)
+            continue
+        at.append(id(rec))
+        rows.append(samples)
+    return {key: list(ci) for key, ci in zip(at, stats.bootstrap_ci_median_many(rows)) if ci is not None}
 
 
 def _labels(runs: Sequence[LoadedRun]) -> list[str]:
@@ -242,7 +255,8 @@ def _cost(rec: dict[str, Any], family: Family, key_value: Value, energy: Energy,
     return Cost(hourly, per_work, work_label, per_mw, mw_label)
 
 
-def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost | None) -> Cell:
+def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost | None,
+          derived_ci: list[float] | None = None) -> Cell:
     ok = rec["status"] == "ok"
     metrics, unavailable = _d(rec.get("metrics")), _d(rec.get("unavailable"))
     values: list[Value] = []
@@ -265,7 +279,7 @@ def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost
         rel_noise=_number(timing.get("rel_noise")) if family.noise_of_key else None,
         median_s=_number(timing.get("median")), ratio=ratio,
         energy=energy, cost=_cost(rec, family, key, energy, sc) if sc is not None else None,
-        samples_file=samples if isinstance(samples, str) else None, ci=_key_ci(timing, family, key),
+        samples_file=samples if isinstance(samples, str) else None, ci=_key_ci(timing, family, key, derived_ci),
     )
 
 
@@ -341,6 +355,7 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
         family = family_of(key[1], metric_keys)
         planned.append((order.setdefault(family.name, len(order)), key, recs, family))
     planned.sort(key=lambda item: item[0])
+    derived = _derived_intervals([r for _, _, recs, _ in planned for r in recs if r is not None] + list(fills.values()))
     rows, refs = [], 0
     curves: dict[Key, list[list[ServingPoint]]] = {}
     for _, key, recs, family in planned:
@@ -355,7 +370,7 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
                 cells.append(None)
                 continue
             refs += 1
-            cells.append(cell := replace(_cell(rec, family, ref, costs[i]), ref=f"r{refs}"))
+            cells.append(cell := replace(_cell(rec, family, ref, costs[i], derived.get(id(rec))), ref=f"r{refs}"))
             if family == LLM_SERVE:
                 curves.setdefault(_curve_key(key, rec), [[] for _ in runs])[i].append(_serving_point(rec, cell, key))
         sample = next(r for r in recs if r is not None)

@@ -1,16 +1,21 @@
 """The report as one self-contained HTML page (jinja2, autoescaped; charts embedded as base64 PNG).
 
 Every string from a run is hostile: the template escapes all of it (autoescape=True), and no
-value is ever marked safe. The page has no script and loads nothing from elsewhere.
+value is ever marked safe; the long tables' rows are written by html_rows.py, which escapes each
+value the same way and marks only the assembled rows safe. The page has no script and loads
+nothing from elsewhere.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
+
 from aibench import __version__
 from aibench.core.errors import AibenchError
 from aibench.core.text import printable
+from aibench.report.html_rows import records_rows, results_rows, titled_rows
 from aibench.report.markdown import BACKEND_NOTE
 from aibench.report.model import (
     Cell,
@@ -39,7 +44,8 @@ def _environment() -> Any:
 def _inert(value: Any) -> Any:
     """Every printed value: autoescaping stops markup, not terminal control sequences (the page can
     go to stdout), so those are written as escapes too."""
-    if type(value) is str and value.isprintable():  # nearly every value: skip the call (850k in a 50-run report)
+    # A printable str (nearly every value) skips the call; Markup is html_rows' rows, escaped there.
+    if (type(value) is str and value.isprintable()) or isinstance(value, Markup):
         return value
     return printable(value, keep="\n\t") if isinstance(value, str) else value
 
@@ -62,7 +68,7 @@ def _results(report: Report) -> list[dict[str, Any]]:
                 body.append({"label": row.label, "backend": row.backend, "system": system.label,
                              "cls": "ok" if cell.status == "ok" else "bad", "texts": metric_texts(family, cell),
                              "ratio": ratio_text(cell.ratio), "ref": cell.ref, "title": _title(system, cell)})
-        out.append({"name": family.name, "metrics": [m.title for m in family.metrics], "rows": body})
+        out.append({"name": family.name, "metrics": [m.title for m in family.metrics], "rows_html": results_rows(body)})
     return out
 
 
@@ -124,10 +130,12 @@ def render_html(report: Report, charts: bool = True) -> str:
     return template.render(
         version=__version__, report=report, systems=report.systems, warnings=report.warnings,
         backend_note=BACKEND_NOTE.get(report.backend, f"backend {report.backend}"),
-        first=report.systems[0].label, results=results, energy_rows=energy_rows, unmeasured=unmeasured,
+        first=report.systems[0].label, results=results, energy_rows=energy_rows, energy_html=titled_rows(energy_rows),
+        unmeasured=unmeasured,
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
-        tco_systems=tco_systems, tco_rows=tco_rows, headline_charts=headline, power_charts=power, serving_charts=serving,
+        tco_systems=tco_systems, tco_rows=tco_rows, tco_html=titled_rows(tco_rows), headline_charts=headline, power_charts=power, serving_charts=serving,
         chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
-        score_rows=score_rows(verdict), commitments=_commitments(report), records=[{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
-                                          for _, s, c in report.cells()],
+        score_rows=score_rows(verdict), commitments=_commitments(report),
+        records_html=records_rows([{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+                                   for _, s, c in report.cells()]),
     )
