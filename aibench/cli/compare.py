@@ -53,11 +53,13 @@ def compare_command(base: Path, new: Path, threshold: float, alpha: float, pubke
       aibench compare base/ new/ --junit compare.xml --markdown comment.md
     """
     from aibench.bundle.load import load_run
+    from aibench.core.gcpause import collector_paused
     from aibench.results.compare import CompareOptions, compare_junit, compare_runs, geomean_phrase
     from aibench.results.compare_markdown import compare_markdown
 
     options = CompareOptions(threshold=threshold, alpha=alpha, allow_different_devices=allow_different_devices)
-    result = compare_runs(load_run(base, pubkeys), load_run(new, pubkeys), options)
+    with collector_paused():  # two runs' record objects, long-lived: core/gcpause.py
+        result = compare_runs(load_run(base, pubkeys), load_run(new, pubkeys), options)
     # Written before the exit code is decided: a failing gate is exactly when CI needs them.
     for path, text in ((junit_path, compare_junit), (markdown_path, compare_markdown)):
         if path is not None:

@@ -60,17 +60,20 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
       aibench report results/<run-a> results/<run-b> --tco examples/prices.toml -o report.html
       aibench report results/<run-id> --backend all --format csv > results.csv
     """
-    from aibench.bundle.load import load_run
+    from aibench.bundle.load import load_runs
+    from aibench.core.gcpause import collector_paused
     from aibench.core.text import printable
     from aibench.report import build_report, load_prices, render
 
     fmt = output_format(fmt, out)
     prices = load_prices(tco_file) if tco_file is not None else None  # a bad file fails before any bundle is read
     commitments = _commitments(commitments_file) if commitments_file is not None else None  # also before any bundle
-    loaded = [load_run(path, pubkeys) for path in runs]
-    report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None,
-                          commitments=commitments, commitments_source=str(commitments_file) if commitments_file else None)
-    text = render(report, fmt)
+    with collector_paused():  # millions of long-lived record objects: core/gcpause.py
+        loaded = load_runs(runs, pubkeys)
+        report = build_report(loaded, prices, backend=backend, prices_source=str(tco_file) if tco_file else None,
+                              commitments=commitments,
+                              commitments_source=str(commitments_file) if commitments_file else None)
+        text = render(report, fmt)
     if out is None:
         sys.stdout.write(text)
     else:

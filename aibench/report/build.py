@@ -256,7 +256,7 @@ def _cost(rec: dict[str, Any], family: Family, key_value: Value, energy: Energy,
 
 
 def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost | None,
-          derived_ci: list[float] | None = None) -> Cell:
+          derived_ci: list[float] | None = None, label: str = "") -> Cell:
     ok = rec["status"] == "ok"
     metrics, unavailable = _d(rec.get("metrics")), _d(rec.get("unavailable"))
     values: list[Value] = []
@@ -280,6 +280,7 @@ def _cell(rec: dict[str, Any], family: Family, ref: float | None, sc: SystemCost
         median_s=_number(timing.get("median")), ratio=ratio,
         energy=energy, cost=_cost(rec, family, key, energy, sc) if sc is not None else None,
         samples_file=samples if isinstance(samples, str) else None, ci=_key_ci(timing, family, key, derived_ci),
+        ref=label,
     )
 
 
@@ -370,7 +371,7 @@ def build_report(runs: Sequence[LoadedRun], prices: dict[str, tco.Prices] | None
                 cells.append(None)
                 continue
             refs += 1
-            cells.append(cell := replace(_cell(rec, family, ref, costs[i], derived.get(id(rec))), ref=f"r{refs}"))
+            cells.append(cell := _cell(rec, family, ref, costs[i], derived.get(id(rec)), f"r{refs}"))
             if family == LLM_SERVE:
                 curves.setdefault(_curve_key(key, rec), [[] for _ in runs])[i].append(_serving_point(rec, cell, key))
         sample = next(r for r in recs if r is not None)

@@ -7,6 +7,7 @@ every format can be traced to the raw samples.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,10 @@ class Value:
         return self.value is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def missing(reason: str) -> Value:
+    """A value that is not there and why. Shared (Value is frozen): a 50-system report has 100,000
+    of them with a few dozen reasons, and building each one cost 0.3 s."""
     return Value(None, reason)
 
 

@@ -34,6 +34,8 @@ _SUMMARY = tuple(_STATISTIC)
 
 
 def _differs(got: Any, want: Any) -> bool:
+    if type(got) is float and type(want) is float and got == want:  # nearly every honest claim: bit for bit
+        return False
     if isinstance(want, list):
         return not isinstance(got, list) or len(got) != len(want) or any(_differs(g, w) for g, w in zip(got, want))
     if not isinstance(got, (int, float)) or isinstance(got, bool):
