@@ -165,3 +165,17 @@ def test_charts_hold_at_most_ten_systems_each_in_its_own_colour(tmp_path: Path) 
     few, few_notes = headline_charts(build_report(runs[:MAX_SYSTEMS]))
     assert not any("systems" in note for note in few_notes)
     assert len(few) == len(charts)
+
+
+def test_with_more_systems_a_chart_shows_fewer_measurements_and_says_so(tmp_path: Path) -> None:
+    from aibench.report.charts import MAX_BARS, MAX_BARS_TOTAL, charted_measurements, headline_charts
+
+    assert [charted_measurements(n) for n in (1, 2, 4, 5, 10, 50)] == [30, 30, 30, 24, 12, 12]
+    assert all(charted_measurements(n) * min(n, 10) <= max(MAX_BARS_TOTAL, MAX_BARS) for n in range(1, 60))
+    runs = [load_run(make_run(tmp_path / f"s{i}", H100,
+                              [rec("gemm", {"m": m}, H100, metrics={"tflops": 1.0 + m}) for m in range(1, 15)],
+                              system={"system_name": f"sys-{i}"})) for i in range(10)]
+    charts, notes = headline_charts(build_report(runs))
+    assert charts and any("the chart shows the first 12 of 14 measurements" in n for n in notes)
+    _, few_notes = headline_charts(build_report(runs[:2]))  # 2 systems: all 14 charted
+    assert not any("measurements" in n for n in few_notes)

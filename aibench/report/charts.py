@@ -21,6 +21,9 @@ from aibench.report.pareto import pareto_frontier
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable
+# Bars per chart (measurements x systems): ten systems' 30 measurements drew a 71-inch PNG that
+# took 0.5 s to encode and could not be read; with more systems, fewer measurements are charted.
+MAX_BARS_TOTAL = 120
 # Systems per chart: matplotlib's default cycle has 10 distinct colours (C0-C9), so an 11th system
 # would share a colour with the first; and the figure grows with systems (50 systems drew a
 # 350-inch PNG that took seconds to encode). The tables hold every system.
@@ -111,6 +114,11 @@ def _bar_chart(report: Report, title: str, rows: list[Row]) -> Chart:
     return Chart(title, png, f"bar chart of {metric.title} per measurement and system", rows[0].family.name, preview)
 
 
+def charted_measurements(systems: int) -> int:
+    """How many measurements a bar chart of `systems` systems shows (each has a bar per system)."""
+    return min(MAX_BARS, max(1, MAX_BARS_TOTAL // max(1, min(systems, MAX_SYSTEMS))))
+
+
 def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:
     """One bar chart per headline metric group comparing the systems; notes on what was left out."""
     if not HAS_MATPLOTLIB:
@@ -122,9 +130,10 @@ def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:
     for family, rows in report.families():
         if not family.metrics:
             continue
-        if len(rows) > MAX_BARS:
-            notes.append(f"{family.name}: the chart shows the first {MAX_BARS} of {len(rows)} measurements")
-        charts.append(_bar_chart(report, f"{family.name}: {family.metrics[0].title}", rows[:MAX_BARS]))
+        shown = charted_measurements(len(report.systems))
+        if len(rows) > shown:
+            notes.append(f"{family.name}: the chart shows the first {shown} of {len(rows)} measurements")
+        charts.append(_bar_chart(report, f"{family.name}: {family.metrics[0].title}", rows[:shown]))
     return charts, notes
 
 
