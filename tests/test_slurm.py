@@ -142,6 +142,22 @@ def test_the_script_runs_two_nodes_through_a_stand_in_srun(tmp_path: Path) -> No
     assert (tmp_path / "results" / "aibench-777.tar.gz").is_file()
 
 
+def test_a_step_that_wrote_nothing_fails_the_job_with_its_own_status(tmp_path: Path) -> None:
+    """srun fails before rank 0 writes a run directory: nothing is packed and the job exits with srun's
+    status (not that of the `ls` looking for the run), saying why."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", "#!/bin/bash\nexit 3\n"), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    script = sbatch_script(SlurmJob("s.toml", nodes=1, gpus_per_node=0, aibench="false"))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "SLURM_JOB_ID": "9",
+           "SLURM_JOB_NODELIST": "localhost"}
+    proc = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=30)
+    assert proc.returncode == 3 and proc.stderr.strip() == "aibench: no run directory under results/slurm-9"
+
+
 @pytest.fixture
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A one-node Slurm started here for the test (munged, slurmctld, slurmd), stopped after it."""
