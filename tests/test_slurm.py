@@ -1,18 +1,22 @@
 """`aibench slurm`: the sbatch script as text, run by bash against a stand-in srun (two CPU "nodes"
-on this machine), and under a real Slurm where one is installed."""
+on this machine), and submitted to a real one-node Slurm that the test starts (slurm_cluster.py)
+where Slurm is installed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from slurm_cluster import Cluster, ClusterUnavailable, missing_commands, start_cluster
 
 from aibench.cli import cli
 from aibench.collectives.launch import free_port
@@ -138,21 +142,72 @@ def test_the_script_runs_two_nodes_through_a_stand_in_srun(tmp_path: Path) -> No
     assert (tmp_path / "results" / "aibench-777.tar.gz").is_file()
 
 
-@pytest.mark.skipif(shutil.which("slurmctld") is None or shutil.which("sbatch") is None,
-                    reason="no Slurm here (slurmctld/sbatch not on PATH: Debian's slurm-wlm is not installed); "
-                           "the script is tested as text and through a stand-in srun above")
-def test_under_a_real_slurm(tmp_path: Path) -> None:
-    """Where Slurm runs (a controller answers `scontrol ping`), submit a one-node CPU job and wait."""
-    if subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode != 0:
-        pytest.skip("slurmctld is installed but no controller answers `scontrol ping`")
+def test_a_step_that_wrote_nothing_fails_the_job_with_its_own_status(tmp_path: Path) -> None:
+    """srun fails before rank 0 writes a run directory: nothing is packed and the job exits with srun's
+    status (not that of the `ls` looking for the run), saying why."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", "#!/bin/bash\nexit 3\n"), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    script = sbatch_script(SlurmJob("s.toml", nodes=1, gpus_per_node=0, aibench="false"))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "SLURM_JOB_ID": "9",
+           "SLURM_JOB_NODELIST": "localhost"}
+    proc = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=30)
+    assert proc.returncode == 3 and proc.stderr.strip() == "aibench: no run directory under results/slurm-9"
+
+
+@pytest.fixture
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A one-node Slurm started here for the test (munged, slurmctld, slurmd), stopped after it."""
+    if missing := missing_commands():
+        pytest.skip(f"no Slurm here ({', '.join(missing)} not on PATH: install Debian's slurmctld slurmd "
+                    "slurm-client munge); the script is tested as text and through a stand-in srun above")
+    with contextlib.ExitStack() as stack:
+        try:
+            # A short root: munged's socket path must fit a sockaddr_un (108 bytes).
+            cluster = stack.enter_context(start_cluster(tmp_path_factory.mktemp("slurm")))
+        except ClusterUnavailable as exc:
+            pytest.skip(f"Slurm is installed but cannot run here: {exc}")
+        yield cluster
+
+
+def test_under_a_real_slurm(slurm: Cluster, tmp_path: Path) -> None:
+    """The script `aibench slurm` writes, submitted with `sbatch --wait` to a real slurmctld: srun and
+    scontrol are Slurm's own, two gloo ranks on the one node, one run directory, a signed bundle that
+    verifies."""
     (tmp_path / "s.toml").write_text(SUITE)
-    script = tmp_path / "job.sbatch"
-    result = CliRunner().invoke(cli, ["slurm", "--nodes", "1", "--gpus-per-node", "0", "--procs-per-node", "2",
-                                      "--time", "10", "--no-telemetry", "--script", str(script),
-                                      "-o", str(tmp_path / "results"), str(tmp_path / "s.toml")])
+    runner = CliRunner()
+    key, script = tmp_path / "k.key", tmp_path / "job.sbatch"
+    assert runner.invoke(cli, ["bundle", "keygen", str(key)]).exit_code == 0
+    result = runner.invoke(cli, ["slurm", "--nodes", "1", "--gpus-per-node", "0", "--procs-per-node", "2",
+                                 # A free rendezvous port: 29500 may be another job's on a shared machine.
+                                 "--time", "10", "--no-telemetry", "--port", str(free_port()), "--key", str(key),
+                                 "--script", str(script), "-o", str(tmp_path / "results"),
+                                 str(tmp_path / "s.toml")])
     assert result.exit_code == 0, result.output
+    env = {k: v for k, v in slurm.env.items()
+           if not k.startswith("TORCHELASTIC_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                               "MASTER_PORT")}
+    # The script calls `torchrun` and `aibench` by name, as on a cluster where they are installed.
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", PYTHONPATH=f"{REPO}:{env.get('PYTHONPATH', '')}")
     proc = subprocess.run(["sbatch", "--wait", str(script)], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr
+                          timeout=150, env=env)
     job = submitted_job_id(proc.stdout)
-    assert job and (tmp_path / "results" / f"aibench-{job}.tar.gz").is_file()
+    log = tmp_path / f"aibench-{job}.out"  # the script's --output, in the folder sbatch ran in
+    output = log.read_text() if job and log.is_file() else "(none)"
+    assert proc.returncode == 0 and job, f"{proc.stdout}{proc.stderr}\n--- job output ---\n{output[-4000:]}"
+    shown = slurm.run("scontrol", "show", "job", job).stdout
+    assert "JobState=COMPLETED" in shown and "ExitCode=0:0" in shown, shown
+    (run,) = (tmp_path / "results" / f"slurm-{job}").iterdir()
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["details"]["size_bytes"], r["status"]) for r in records] == [(64, "ok"), (4096, "ok")]
+    block = json.loads((run / "manifest.json").read_text())["distributed"]
+    assert (block["launcher"], block["world_size"], block["nodes"]) == ("torchrun", 2, 1)
+    # torchrun's rendezvous id is the Slurm job's; both ranks ran on the one node slurmd started.
+    assert block["job_id"] == job and [r["host"] for r in block["ranks"]] == [slurm.node] * 2
+    bundle = tmp_path / "results" / f"aibench-{job}.tar.gz"
+    verified = runner.invoke(cli, ["bundle", "verify", str(bundle), "--pubkey", f"{key}.pub", "--json"])
+    report = json.loads(verified.output)
+    assert verified.exit_code == 0 and report["valid"] and report["errors"] == [], verified.output

@@ -119,7 +119,9 @@ def sbatch_script(job: SlurmJob) -> str:
         f"    -m aibench suite {' '.join(suite_args)} --out {out_dir} || status=$?",
         "",
         "# The collected run directory, packed into one bundle (verify it with `aibench bundle verify`).",
-        f'run=$(ls -d {out_dir}/*/ | head -n 1)',
+        f'run=$(ls -d {out_dir}/*/ 2>/dev/null | head -n 1) || true',
+        # A step that failed before rank 0 wrote anything: srun's status, not ls's, is the job's.
+        f'[[ -n "$run" ]] || {{ echo "aibench: no run directory under {out_dir}" >&2; exit $((status ? status : 1)); }}',
         " ".join(pack),
         'exit "$status"',
         "",
