@@ -1,6 +1,6 @@
 """Time `aibench bundle verify` on a large signed bundle, in a process of its own (time and peak memory).
 
-    python benchmarks/bench_verify.py [--mb 1] [--records 500] [--repeat 3]
+    python benchmarks/bench_verify.py [--mb 1] [--records 500] [--repeat 3] [--keep DIR]
 
 --records N adds N records of 10,000 raw samples each (TimerConfig.max_samples, the worst case
 for parsing and schema validation; 500 of them make ~114 MB of records.jsonl) for the suite entry
@@ -18,6 +18,7 @@ mostly the duplicate-key-checking JSON parser (stdlib json) and the sorts of 10,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -41,9 +42,16 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1, help="megabytes of telemetry in the bundle")
     parser.add_argument("--records", type=int, default=500, help="extra records with 10k samples each")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="build the bundle (b.tar.gz) and its key (k.pub) in this new directory and keep them "
+                             "there, e.g. to profile verify on it")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            args.keep.mkdir(parents=True)  # a new directory: never write over what is there
+            root = args.keep
         samples = [random.uniform(1e-3, 2e-3) for _ in range(10_000)]
         timing = timing_for(samples)  # its summary as its samples give it: verify refuses one that lies
         extra = [record(entry="copy", id=f"copy-{i}", timing=timing) for i in range(args.records)]
