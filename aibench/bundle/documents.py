@@ -21,7 +21,7 @@ from aibench.bundle.findings import Finding, error, shown
 from aibench.bundle.layout import MANIFEST, RECORDS
 from aibench.measure.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
 from aibench.measure.records import bad_sample as _bad_sample
-from aibench.measure.records import passes_record_schema, record_validator
+from aibench.measure.records import passes_compiled_schema, record_validator
 
 MANIFEST_SCHEMA_VERSION = 1
 _MAX_SCHEMA_ERRORS = 5  # per document: one broken record must not bury the report in findings
@@ -117,9 +117,9 @@ def parse_records(blob: bytes | bytearray, max_depth: int) -> tuple[list[dict[st
         rid = rec["id"] if isinstance(rec.get("id"), str) else where
         what = f"record {shown(rid)!r}"
         problems = _metric_findings(rec, rid)
-        if not passes_record_schema(rec):  # the compiled check's verdict; jsonschema names the errors
+        bad = _bad_sample(rec)  # once: passes_record_schema would scan the samples a second time
+        if bad is not None or not passes_compiled_schema(rec):  # jsonschema names the errors
             problems += _schema_findings(record_validator(), rec, what, RECORDS, rid)
-        bad = _bad_sample(rec)
         if bad is not None:
             problems.append(error("schema_invalid", f"{what} at $.timing.samples_s[{bad}]: "
                                   f"{shown(rec['timing']['samples_s'][bad])} is not a number > 0",
