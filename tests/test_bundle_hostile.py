@@ -147,6 +147,14 @@ def _dup_key(tmp: Path) -> tuple[Path, dict[str, Any], bool]:
     return _with_files(tmp, **{"manifest.json": text.encode()}), {}, True
 
 
+@case("duplicate-key-in-record", "json_malformed")
+def _dup_key_in_record(tmp: Path) -> tuple[Path, dict[str, Any], bool]:
+    # deep inside a record: the fast parser (orjson) keeps the last, verify must still refuse
+    line = json.dumps(record(entry="copy", id="x")).replace('"rel_error": 0.0001', '"rel_error": 0.0001, "rel_error": 0.5')
+    assert line.count('"rel_error"') == 2
+    return _with_files(tmp, **{"records.jsonl": jsonl(default_records()) + line.encode() + b"\n"}), {}, True
+
+
 @case("deep-json", "json_too_deep")
 def _deep(tmp: Path) -> tuple[Path, dict[str, Any], bool]:
     line = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"\n"
