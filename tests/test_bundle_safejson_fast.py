@@ -135,6 +135,16 @@ def test_max_depth_is_the_callers() -> None:
     assert _fast_answers(nested, max_depth=5)
 
 
+def test_a_raised_max_depth_leaves_deep_documents_to_the_reference() -> None:
+    """json refuses ~1000 levels whatever max_depth says (the interpreter's recursion limit);
+    orjson would read them."""
+    for depth in (201, 1000, 1024):
+        nested = b"[" * depth + b"]" * depth
+        assert not _fast_answers(nested, max_depth=5000)
+        assert _verdict(safejson.loads, nested, 5000) == _reference(nested, 5000)
+    assert _fast_answers(b"[" * 200 + b"]" * 200, max_depth=5000)
+
+
 def test_str_input_takes_the_reference_path() -> None:
     assert loads('{"a": [1, "\\ud800"]}') == {"a": [1, "\ud800"]}
     with pytest.raises(JsonRejected):

@@ -86,6 +86,10 @@ _STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # int); such a float is at least 2**63 in magnitude. Values from 2**62 up leave a margin for the
 # rounding of math.hypot, the bound used on long lists; they only take the reference parser.
 _FLOAT_BOUND = 2.0 ** 62
+# json's C scanner counts against the interpreter's recursion limit (~1000 frames, the caller's
+# included) and refuses deeper documents as too deep whatever max_depth says; orjson nests to 1024.
+# A caller's max_depth past this (--limit max_json_depth=...) leaves the deeper ones to json.
+_FAST_MAX_DEPTH = 200
 _NO_FAST_ANSWER = object()
 
 
@@ -131,7 +135,7 @@ def _fast_loads(data: bytes | bytearray, max_depth: int) -> Any:
 
     Where the two parsers differ, orjson refuses (NaN, Infinity, 1e999, lone surrogate escapes,
     nesting past 1024) or gives a float for a >64-bit integer; _clean_strings sends every such
-    float, every non-finite number and any nesting past max_depth back. Duplicate keys: orjson keeps
+    float, every non-finite number and any nesting past max_depth (or _FAST_MAX_DEPTH) back. Duplicate keys: orjson keeps
     the last, json's hook refuses. A document has none exactly when its text holds as many string
     tokens as its value holds keys and string values: a repeated key drops at least itself.
     """
@@ -140,7 +144,7 @@ def _fast_loads(data: bytes | bytearray, max_depth: int) -> Any:
         value = orjson.loads(data)
     except (UnicodeDecodeError, orjson.JSONDecodeError):
         return _NO_FAST_ANSWER
-    strings = _clean_strings(value, max_depth)
+    strings = _clean_strings(value, min(max_depth, _FAST_MAX_DEPTH))
     if strings is None or strings != sum(1 for _ in _STRING_TOKEN.finditer(data)):
         return _NO_FAST_ANSWER
     return value
