@@ -52,9 +52,23 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def summary_problems(rec: dict[str, Any], ci: tuple[float, float] | None = None) -> list[tuple[str, str]]:
+def described(rec: dict[str, Any]) -> dict[str, float] | None:
+    """stats.describe of an ok record's samples_s; None where it has none or they cannot be read."""
+    timing = rec.get("timing")
+    samples = timing.get("samples_s") if isinstance(timing, dict) and rec.get("status") == "ok" else None
+    if not isinstance(samples, list) or not samples:
+        return None
+    try:
+        return stats.describe(samples)
+    except (TypeError, ValueError):  # a sample no statistic can read: each check says which
+        return None
+
+
+def summary_problems(rec: dict[str, Any], ci: tuple[float, float] | None = None,
+                     want: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """("summary_mismatch", why) for each summary statistic that its samples_s do not give. `ci`:
-    the samples' bootstrap interval where the caller computed it already (median_intervals)."""
+    the samples' bootstrap interval where the caller computed it already (median_intervals);
+    `want`: described(rec), where the caller has it."""
     timing = rec.get("timing")
     if rec.get("status") != "ok" or not isinstance(timing, dict):
         return []
@@ -64,10 +78,8 @@ def summary_problems(rec: dict[str, Any], ci: tuple[float, float] | None = None)
     claimed = [name for name in _SUMMARY if name in timing]
     if not claimed:
         return []
-    try:  # every statistic from one sorted copy (stats.describe gives each one's exact bits)
-        want = stats.describe(samples)
-    except (TypeError, ValueError):  # a sample no statistic can read: each one below says which
-        want = None
+    if want is None:  # every statistic from one sorted copy (stats.describe gives each one's exact bits)
+        want = described(rec)
     out = []
     for name in claimed:
         if name == "ci95_median":
@@ -97,13 +109,15 @@ def median_intervals(records: list[dict[str, Any]]) -> list[tuple[float, float] 
     return out
 
 
-def expected_metrics(rec: dict[str, Any]) -> dict[str, float]:
-    """The rates runner.derive_metrics gives from the record's work at the median of its samples.
-    Self-timed records (method "custom", a serving loop) own their rates: none expected here."""
+def expected_metrics(rec: dict[str, Any], median: float | None = None) -> dict[str, float]:
+    """The rates runner.derive_metrics gives from the record's work at the median of its samples
+    (`median`: that median, where the caller computed it already). Self-timed records (method
+    "custom", a serving loop) own their rates: none expected here."""
     timing = rec.get("timing")
     if not isinstance(timing, dict) or timing.get("method") == "custom" or not timing.get("samples_s"):
         return {}
-    median = stats.median(timing["samples_s"])
+    if median is None:
+        median = stats.median(timing["samples_s"])
     if median <= 0:
         return {}
     work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
@@ -119,12 +133,12 @@ def expected_metrics(rec: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def metric_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
+def metric_problems(rec: dict[str, Any], median: float | None = None) -> list[tuple[str, str]]:
     if rec.get("status") != "ok":
         return []
     metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     out = []
-    for name, want in expected_metrics(rec).items():
+    for name, want in expected_metrics(rec, median).items():
         if name in metrics and _differs(metrics[name], want):
             out.append(("metric_mismatch", f"metrics.{name} is {_shown(metrics[name])}, the samples and work give {want!r}"))
     return out
@@ -282,7 +296,9 @@ def record_problems(rec: dict[str, Any], manifest: dict[str, Any] | None,
                     ci: tuple[float, float] | None = None) -> list[tuple[str, str]]:
     """Every (code, why) that makes this record's numbers untrustworthy; empty for an honest one.
     `ci`: its samples' interval of the median, where median_intervals computed it already."""
-    return [*summary_problems(rec, ci), *work_problems(rec), *metric_problems(rec), *peak_problems(rec),
+    want = described(rec)  # once: the summary check and the rates' median share it
+    return [*summary_problems(rec, ci, want), *work_problems(rec),
+            *metric_problems(rec, want["median"] if want is not None else None), *peak_problems(rec),
             *energy_problems(rec), *fact_problems(rec, manifest)]
 
 
