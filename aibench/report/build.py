@@ -6,6 +6,7 @@ nothing, so every field is read defensively and shown as text, never interpreted
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -189,11 +190,17 @@ def _key(rec: dict[str, Any]) -> Key:
     return (str(rec.get("entry") or ""), str(rec["workload"]), params, str(rec["backend"]))
 
 
+@functools.lru_cache(maxsize=1024)
+def _unmeasured(reason: str, unit: str) -> Energy:
+    """No energy window, and why; shared (Energy is frozen): most records of a run have one reason."""
+    why = missing(f"not measured: {reason}")
+    return Energy(why, why, why, unit, None)
+
+
 def _energy(rec: dict[str, Any], family: Family) -> Energy:
     tel = _d(rec.get("telemetry"))
     if not tel.get("available"):
-        why = missing(f"not measured: {_text(tel.get('reason'), 'no telemetry')}")
-        return Energy(why, why, why, family.energy_unit, None)
+        return _unmeasured(_text(tel.get("reason"), "no telemetry"), family.energy_unit)
     power = _number(tel.get("avg_power_w"))
     no_power = missing(NO_POWER)
     if power is not None and power <= 0:

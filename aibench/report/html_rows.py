@@ -10,6 +10,7 @@ the assembled rows are marked safe; tests hold that each value of each table is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,12 +18,16 @@ from markupsafe import Markup
 
 from aibench.core.text import printable
 
+_MARKUP = re.compile(r"[&<>'\"]")  # the characters markupsafe escapes
+
 
 def esc(value: Any) -> str:
     """`value` as the autoescaping template prints it (finalize, then markupsafe.escape)."""
     text = value if type(value) is str else str(value)
     if not text.isprintable():
         text = printable(text, keep="\n\t")
+    if _MARKUP.search(text) is None:  # nearly every value (numbers, ids): nothing to replace
+        return text
     # markupsafe's replacements, in its order ("&" first: the others' "&" must not be escaped again)
     return (text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
             .replace("'", "&#39;").replace('"', "&#34;"))
