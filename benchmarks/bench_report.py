@@ -9,8 +9,8 @@ report runs as `python -m aibench report` in another; printed: its wall time (me
 and its own peak RSS. Target: under 5 s for 50 x 1,000.
 
 Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.94 s wall
-(best 4.91), 503 MiB peak RSS. The same records took 11.5 s with that day's first code (10.1 s
-with the lighter fixture then in use). What changed: the cyclic garbage collector is paused
+(best 4.91), 503 MiB peak RSS. Before (same machine, that morning, with a lighter fixture that
+claimed four statistics a record and no interval): 10.1 s. What changed: the cyclic garbage collector is paused
 while the records load (it walked millions of live objects, 3 s), the median intervals of all
 records are bootstrapped in one batch from the distinct resample pairs (1.7 s -> 0.4 s, same
 bits), each record's statistics come from one sorted copy, the long HTML tables are written in
