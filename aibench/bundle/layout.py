@@ -43,8 +43,9 @@ class Limits:
     max_json_bytes: int = 64 * _MiB  # bundle.json and manifest.json are held in memory
     # records.jsonl is held in memory too, and parsed a line at a time: 10k raw samples (the
     # timer's cap) take ~200 kB a record, so 256 MiB holds ~1,300 records at the cap, several times
-    # a gigafactory run on an 8-GPU node (~50 entries x backends, most far below the cap).
-    # benchmarks/bench_verify.py verifies 114 MB of them: 3.2 s, 485 MiB peak (2 cores).
+    # a gigafactory run on an 8-GPU node (~50 entries x backends, most far below the cap; its CPU
+    # preview wrote 52 records, 151 kB, on 2026-12-07).
+    # benchmarks/bench_verify.py verifies 114 MB of them: 2.8 s, 353 MiB peak (2 cores, 2026-12-07).
     max_records_bytes: int = 256 * _MiB
     max_ratio: float = 200.0  # uncompressed / compressed; deflate tops out near 1032 on zeros
     max_header_bytes: int = 1 * _MiB  # pax / GNU long-name headers: a few hundred bytes in practice
