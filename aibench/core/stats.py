@@ -260,12 +260,10 @@ def describe(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def summarize(samples: Sequence[float], *, seed: int = 0,
-              ci: tuple[float, float] | None = None) -> dict[str, float | list[float]]:
-    """All the statistics a record keeps, computed from raw samples (seconds). `ci`: the median's
-    interval where it is already known (bootstrap_ci_median_many, many records at once)."""
+def summarize(samples: Sequence[float], *, seed: int = 0) -> dict[str, float | list[float]]:
+    """All the statistics a record keeps, computed from raw samples (seconds)."""
     described = describe(samples)
-    lo, hi = ci if ci is not None else bootstrap_ci_median(samples, seed=seed)
+    lo, hi = bootstrap_ci_median(samples, seed=seed)
     out: dict[str, float | list[float]] = {}
     for name, value in described.items():
         if name == "rel_noise":  # the record's order of keys, as it always was
