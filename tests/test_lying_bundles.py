@@ -81,7 +81,14 @@ def _cpu_device_comparable(rec: dict[str, Any]) -> None:
     rec["metrics"].pop("pct_peak_tflops")
 
 
+def _overflowing_samples(rec: dict[str, Any]) -> None:
+    # Samples past 1e154 s: a squared deviation overflows a float, so no spread can be recomputed.
+    rec["timing"]["samples_s"] = [x * 1e200 for x in rec["timing"]["samples_s"]]
+    rec["timing"]["total_s"] = sum(rec["timing"]["samples_s"])  # consistent with them, as a careful liar makes it
+
+
 LIES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "overflowing_samples": (_overflowing_samples, "summary_mismatch"),
     "median": (_scale("timing.median", 0.5), "summary_mismatch"),
     "tflops": (_scale("metrics.tflops", 2.0), "metric_mismatch"),
     "work": (_raise_work, "work_mismatch"),

@@ -31,6 +31,8 @@ _STATISTIC: dict[str, Callable[[list[float]], Any]] = {
     "rel_stderr_median": stats.rel_stderr_median,
 }
 _SUMMARY = tuple(_STATISTIC)
+# What a statistic raises on samples it cannot read: a string, a NaN, or squares past the float range.
+_UNREADABLE = (TypeError, ValueError, OverflowError)
 
 
 def _differs(got: Any, want: Any) -> bool:
@@ -60,7 +62,7 @@ def described(rec: dict[str, Any]) -> dict[str, float] | None:
         return None
     try:
         return stats.describe(samples)
-    except (TypeError, ValueError):  # a sample no statistic can read: each check says which
+    except _UNREADABLE:  # a sample no statistic can read: each check says which
         return None
 
 
@@ -82,11 +84,15 @@ def summary_problems(rec: dict[str, Any], ci: tuple[float, float] | None = None,
         want = described(rec)
     out = []
     for name in claimed:
-        if name == "ci95_median":
-            # The costliest: bootstrapped only where claimed, and for many records at once by refused().
-            value: Any = list(ci) if ci is not None else _STATISTIC[name](samples)
-        else:
-            value = want[name] if want is not None else _STATISTIC[name](samples)
+        try:
+            if name == "ci95_median":
+                # The costliest: bootstrapped only where claimed, and for many records at once by refused().
+                value: Any = list(ci) if ci is not None else _STATISTIC[name](samples)
+            else:
+                value = want[name] if want is not None else _STATISTIC[name](samples)
+        except _UNREADABLE as exc:  # samples past 1e154 s: a squared deviation overflows (hostile input)
+            out.append(("summary_mismatch", f"timing.{name} cannot be recomputed from its samples_s ({exc})"))
+            continue
         if _differs(timing[name], value):
             out.append(("summary_mismatch", f"timing.{name} is {_shown(timing[name])}, its samples_s give {value!r}"))
     return out
