@@ -321,7 +321,8 @@ def fact_problems(rec: dict[str, Any], manifest: dict[str, Any] | None) -> list[
     err, tol = corr.get("rel_error"), corr.get("tolerance")
     if corr.get("passed") is True and isinstance(err, (int, float)) and isinstance(tol, (int, float)) \
             and not err <= tol:
-        out.append(("correctness_contradiction", f"correctness passed with rel_error {err!r} above its tolerance {tol!r}"))
+        out.append(("correctness_contradiction", f"correctness passed with rel_error {_shown(err)} above its tolerance "
+                                                     f"{_shown(tol)}"))
     return out
 
 
