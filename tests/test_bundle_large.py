@@ -33,7 +33,8 @@ def _records_bundle(tmp_path: Path, n_extra: int) -> tuple[Path, Ed25519PrivateK
     """A signed bundle whose records.jsonl holds `n_extra` more records of 2,000 raw samples each."""
     samples = [1e-3 + i * 1e-7 for i in range(2000)]
     timing = timing_for(samples)
-    extra = [record(entry="copy", id=f"copy-{i}", timing=timing) for i in range(n_extra)]
+    # 2.2 s of samples: the case lasted longer than that (verify holds samples to duration_s)
+    extra = [record(entry="copy", id=f"copy-{i}", timing=timing, duration_s=3.0) for i in range(n_extra)]
     files = run_files(records=default_records() + extra)
     key = Ed25519PrivateKey.generate()
     bundle = pack(write_run_dir(tmp_path, files), tmp_path / "r.tar.gz", key=key)

@@ -34,7 +34,16 @@ def test_refusals(text: bytes, code: str) -> None:
 
 def test_large_finite_numbers_pass() -> None:
     assert loads(b"[1e308, 1e308, 1e308]") == [1e308] * 3  # their sum overflows; they do not
-    assert loads(b"[" + b"1" * 400 + b"]") == [int("1" * 400)]
+    assert loads(b"[" + b"1" * 308 + b"]") == [int("1" * 308)]  # an integer a float can hold
+    assert loads(b"[-" + b"1" * 308 + b"]") == [-int("1" * 308)]
+
+
+@pytest.mark.parametrize("digits", [b"9" * 309, b"-" + b"9" * 309, b"1" * 400])
+def test_integers_past_the_float_range_are_refused_like_1e999(digits: bytes) -> None:
+    # Every reader converts a record's numbers to floats: 10**400 was an OverflowError in verify.
+    with pytest.raises(JsonRejected) as info:
+        loads(b'{"x": [' + digits + b"]}")
+    assert info.value.code == "json_nonfinite"
 
 
 def test_depth_limit_is_inclusive() -> None:

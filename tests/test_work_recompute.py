@@ -91,12 +91,24 @@ def test_raised_work_is_a_work_mismatch_even_with_rates_to_match() -> None:
     assert [c for c, _ in recompute.work_problems(lie)] == ["work_mismatch", "work_mismatch"]
 
 
-def test_params_the_formula_cannot_read_check_nothing() -> None:
+@pytest.mark.parametrize("size", ["sixteen", 16.0, 1e308, True, -16])
+def test_sizes_the_formula_cannot_read_are_a_work_mismatch_not_unchecked_work(size: Any) -> None:
+    # No made-up expectation (expected_work gives none), but no pass either: "m": 16.0 with its work
+    # and rates raised once went through unchecked, since the formula only reads whole sizes.
     rec = _gemm_record()
-    rec["params"]["m"] = "sixteen"  # the schema's job, not the formula's: no made-up expectation
-    assert expected_work(rec) is None and recompute.work_problems(rec) == []
-    rec["workload"] = "vendor.custom"
+    rec["params"]["m"] = size
+    rec["work"]["flops"] *= 10
+    rec["metrics"].update(recompute.expected_metrics(rec))
     assert expected_work(rec) is None
+    (problem,) = recompute.work_problems(rec)
+    assert problem[0] == "work_mismatch" and "params.m" in problem[1]
+
+
+def test_a_workload_with_no_formula_checks_no_work() -> None:
+    rec = _gemm_record()
+    rec["workload"] = "vendor.custom"
+    rec["params"]["m"] = "sixteen"  # sizes of a workload this aibench has no formula for: not read
+    assert expected_work(rec) is None and recompute.work_problems(rec) == []
 
 
 H100 = "NVIDIA H100 80GB HBM3"

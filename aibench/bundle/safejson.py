@@ -34,6 +34,19 @@ def _no_constant(name: str) -> Any:
     raise JsonRejected("json_nonfinite", f"non-finite number literal {name} (strict JSON has no NaN/Infinity)")
 
 
+def _bounded_int(text: str) -> int:
+    """An integer literal past the float range is the integer twin of 1e999: every reader of a
+    record converts its numbers to floats, and 10**400 raised OverflowError inside verify, report
+    and compare (orjson never passes one: it goes to this reference parser)."""
+    value = int(text)  # past 4300 digits int() refuses: ValueError, json_malformed as before
+    try:
+        float(value)
+    except OverflowError:
+        raise JsonRejected("json_nonfinite", f"an integer of {len(text.lstrip('-'))} digits is past the "
+                           "float range") from None
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
@@ -166,7 +179,7 @@ def _strict_loads(data: bytes | bytearray | str, max_depth: int) -> Any:
     except UnicodeDecodeError as e:
         raise JsonRejected("json_malformed", f"not UTF-8: {e.reason} at byte {e.start}") from None
     try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+        value = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except JsonRejected:
         raise
     except RecursionError:

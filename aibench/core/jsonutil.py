@@ -12,6 +12,19 @@ from pathlib import Path
 from typing import Any
 
 
+def float_range_int(text: str) -> int:
+    """json's parse_int for input from outside: the integer, or ValueError where it lies past the
+    float range. Python reads any integer literal exactly, and every reader of a record's numbers
+    (statistics, rates, math.isclose, format specs) converts it to a float: 10**400 raised
+    OverflowError deep inside verify, report and compare. No measured number is that large."""
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is past the float range") from None
+    return value
+
+
 def json_safe(value: Any) -> Any:
     """Recursively replace non-finite floats with None: strict JSON has no NaN or Infinity."""
     if isinstance(value, float):

@@ -25,7 +25,7 @@ import jsonschema
 import orjson
 
 from aibench import __version__
-from aibench.core.jsonutil import json_safe, jsonable_params
+from aibench.core.jsonutil import float_range_int, json_safe, jsonable_params
 
 RECORD_KIND = "aibench.record"
 SCHEMA_VERSION = 1
@@ -276,11 +276,12 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 def _loads(line: bytes) -> Any:
     """orjson parses records' float-heavy lines ~3x faster than json (issue 15: 50 runs x 1,000
     records). It is stricter: NaN, Infinity and integers past 64 bits go to json, which reads them
-    as before (a run directory's NaN is then reported unavailable, not refused)."""
+    as before (a run directory's NaN is then reported unavailable, not refused), except an integer
+    past the float range: ValueError (float_range_int), as for a line that is not JSON."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
-        return json.loads(line)
+        return json.loads(line, parse_int=float_range_int)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -84,7 +84,11 @@ def _system(run: LoadedRun, label: str) -> System:
     gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)] if isinstance(env.get("gpus"), list) else []
     name, count = desc.get("accelerator_model_name"), desc.get("accelerators_per_node")
     if name:
-        accelerators = f"{count} x {name}" if count else str(name)
+        stated = _stated_count(count)
+        if stated is not None or count in (None, "", 0, "0"):
+            accelerators = f"{stated} x {name}" if stated else str(name)
+        else:  # 1e308, 10**30, -1: a claim no node fits, shown as a claim, never as a count
+            accelerators = f"{name} (accelerators_per_node {printable(json.dumps(count))[:40]}: not a count)"
     elif gpus:
         accelerators = f"{len(gpus)} x {_text(gpus[0].get('name'), 'unnamed GPU')}"
     else:
@@ -116,13 +120,23 @@ def _division(run: LoadedRun) -> str:
     return said
 
 
-def _accelerator_count(stated: Any, gpus: list[dict[str, Any]]) -> int | None:
-    """The description's count (an integer or a string of digits), else the GPUs the run saw."""
-    if isinstance(stated, str) and stated.strip().isdigit():
+# More accelerators than a whole AI gigafactory holds (~1e5) are no node's: the description's
+# count is then no count (10**30 made every per-GPU score of its system 0.000).
+MOST_ACCELERATORS = 100_000
+
+
+def _stated_count(stated: Any) -> int | None:
+    """The description's count (an integer or a string of digits) where it is one a node can have."""
+    if isinstance(stated, str) and stated.strip().isdigit() and len(stated.strip()) <= 6:
         stated = int(stated)
-    if isinstance(stated, int) and not isinstance(stated, bool) and stated > 0:
+    if isinstance(stated, int) and not isinstance(stated, bool) and 0 < stated <= MOST_ACCELERATORS:
         return stated
-    return len(gpus) or None
+    return None
+
+
+def _accelerator_count(stated: Any, gpus: list[dict[str, Any]]) -> int | None:
+    """The description's count, else the GPUs the run saw."""
+    return _stated_count(stated) or len(gpus) or None
 
 
 def _key_ci(timing: dict[str, Any], family: Family, key: Value, derived: list[float] | None) -> tuple[float, float] | None:

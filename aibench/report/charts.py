@@ -11,6 +11,7 @@ import base64
 import csv
 import importlib.util
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from aibench.core.text import printable
 from aibench.report.model import Report, Row, ServingCurve, ServingPoint, num, point_xy
 from aibench.report.pareto import pareto_frontier
+from aibench.results.impossible import MOST_POWER_W
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 MAX_BARS = 30  # measurements per chart; more would be unreadable
@@ -34,6 +36,10 @@ _POWER_COLUMNS = ("power_instant_w", "power_usage_w")  # NVML / amdsmi readers, 
 
 
 LOG_SPAN = 100.0  # values spanning more than this factor get a log axis (linear hides the small bars)
+# What matplotlib raises on values it cannot lay out: a log axis whose ticks pass the float range
+# ("cannot convert float infinity to integer" for a bar of 2e293 beside one of 2e-4), NaN limits.
+# A run is hostile input: such a chart is left out with a note, never the whole report.
+_UNDRAWABLE = (OverflowError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -133,12 +139,17 @@ def headline_charts(report: Report) -> tuple[list[Chart], list[str]]:
         shown = charted_measurements(len(report.systems))
         if len(rows) > shown:
             notes.append(f"{family.name}: the chart shows the first {shown} of {len(rows)} measurements")
-        charts.append(_bar_chart(report, f"{family.name}: {family.metrics[0].title}", rows[:shown]))
+        try:
+            charts.append(_bar_chart(report, f"{family.name}: {family.metrics[0].title}", rows[:shown]))
+        except _UNDRAWABLE as exc:
+            notes.append(f"{family.name}: no chart: its values cannot be drawn ({exc})")
     return charts, notes
 
 
 def _read_power(path: Path) -> dict[str, tuple[list[float], list[float]]]:
-    """device -> (t_rel_s, watts) from a telemetry samples CSV; empty cells are skipped, not zeros."""
+    """device -> (t_rel_s, watts) from a telemetry samples CSV; empty cells are skipped, not zeros,
+    and so are readings no sensor gives (nan, inf, 1e308 W, negative watts: the CSV is only hashed
+    by verify, and a run directory is not even that)."""
     out: dict[str, tuple[list[float], list[float]]] = {}
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -149,6 +160,8 @@ def _read_power(path: Path) -> dict[str, tuple[list[float], list[float]]]:
             try:
                 t, w = float(line["t_rel_s"]), float(line[column])
             except (TypeError, ValueError):
+                continue
+            if not (math.isfinite(t) and 0.0 <= w <= MOST_POWER_W):
                 continue
             ts, ws = out.setdefault(str(line.get("device") or "0"), ([], []))
             ts.append(t)
@@ -185,7 +198,10 @@ def power_charts(report: Report) -> tuple[list[Chart], list[str]]:
             series += [(f"{cell.ref} {_short(row.label, 40)}" + (f" dev {d}" if len(data) > 1 else ""), ts, ws)
                        for d, (ts, ws) in data.items() if ts]
         if series:
-            charts.append(_power_chart(system.label, series))
+            try:
+                charts.append(_power_chart(system.label, series))
+            except _UNDRAWABLE as exc:
+                notes.append(f"{system.label}: no power-over-time chart: its samples cannot be drawn ({exc})")
     return charts, notes
 
 
@@ -288,5 +304,8 @@ def serving_charts(report: Report) -> tuple[list[Chart], list[str]]:
             notes.append(f"{curve.title} ({curve.backend}): no serving chart: none of its {total} record(s) "
                          f"has both {SERVING_AXES[1]} and interactivity")
             continue
-        charts.append(_serving_chart(report, curve, n_sys))
+        try:
+            charts.append(_serving_chart(report, curve, n_sys))
+        except _UNDRAWABLE as exc:
+            notes.append(f"{curve.title} ({curve.backend}): no serving chart: its values cannot be drawn ({exc})")
     return charts, notes

@@ -275,9 +275,11 @@ def num(x: float) -> str:
 def show(v: Value, unit: str = "", scale: float = 1.0) -> str:
     if v.value is None:
         return f"unavailable: {v.reason or 'not reported'}"
+    x = v.value * scale + 0.0  # + 0.0: -0.0 (schema-valid, >= 0) is shown as 0, never "-0.0"
     if unit == "%":
-        return f"{v.value * scale:.1f}%"
-    return f"{num(v.value * scale)} {unit}".rstrip()
+        # A measured share below 0.05% is not 0.0%: two significant digits (a preview's 2.5e-05%).
+        return f"{x:.2g}%" if 0 < x < 0.05 else f"{x:.1f}%"
+    return f"{num(x)} {unit}".rstrip()
 
 
 def noise_text(rel_noise: float | None) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 from aibench.core import stats
 from aibench.core.formulas import per_unit
 from aibench.device.specs import match_spec
-from aibench.results.work import expected_work
+from aibench.results.impossible import CODE as IMPOSSIBLE
+from aibench.results.impossible import impossible_problems
+from aibench.results.work import expected_work, param_problem
 
 # Recomputed with the same pure functions on the same floats (JSON keeps floats exactly), the
 # numbers agree bit for bit; 1e-9 relative only absorbs a platform's last-bit libm differences.
@@ -35,6 +37,10 @@ _SUMMARY = tuple(_STATISTIC)
 _UNREADABLE = (TypeError, ValueError, OverflowError)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _differs(got: Any, want: Any) -> bool:
     if type(got) is float and type(want) is float and got == want:  # nearly every honest claim: bit for bit
         return False
@@ -48,9 +54,12 @@ def _differs(got: Any, want: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """A claimed value in a finding: a non-finite one named, so that no report ever prints nan."""
+    """A value in a finding, claimed or recomputed: a non-finite one named, so that no report ever
+    prints nan (a recomputed one is inf where hostile work or energy overflows a float)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "not a finite number"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
     return repr(value)
 
 
@@ -94,7 +103,8 @@ def summary_problems(rec: dict[str, Any], ci: tuple[float, float] | None = None,
             out.append(("summary_mismatch", f"timing.{name} cannot be recomputed from its samples_s ({exc})"))
             continue
         if _differs(timing[name], value):
-            out.append(("summary_mismatch", f"timing.{name} is {_shown(timing[name])}, its samples_s give {value!r}"))
+            out.append(("summary_mismatch", f"timing.{name} is {_shown(timing[name])}, its samples_s give "
+                                            f"{_shown(value)}"))
     return out
 
 
@@ -123,7 +133,10 @@ def expected_metrics(rec: dict[str, Any], median: float | None = None) -> dict[s
     if not isinstance(timing, dict) or timing.get("method") == "custom" or not timing.get("samples_s"):
         return {}
     if median is None:
-        median = stats.median(timing["samples_s"])
+        try:
+            median = stats.median(timing["samples_s"])
+        except _UNREADABLE:  # a NaN among a run directory's samples: no rate follows (summary_mismatch says why)
+            return {}
     if median <= 0:
         return {}
     work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
@@ -146,7 +159,8 @@ def metric_problems(rec: dict[str, Any], median: float | None = None) -> list[tu
     out = []
     for name, want in expected_metrics(rec, median).items():
         if name in metrics and _differs(metrics[name], want):
-            out.append(("metric_mismatch", f"metrics.{name} is {_shown(metrics[name])}, the samples and work give {want!r}"))
+            out.append(("metric_mismatch", f"metrics.{name} is {_shown(metrics[name])}, the samples and work give "
+                                           f"{_shown(want)}"))
     return out
 
 
@@ -155,6 +169,9 @@ def work_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
     parameters do not give: a raised `work` would carry its rates up with it unseen."""
     if rec.get("status") != "ok":
         return []
+    why = param_problem(rec)
+    if why is not None:  # not a size the workload takes: its work cannot be recomputed, nor trusted
+        return [("work_mismatch", why)]
     want = expected_work(rec)
     if want is None:
         return []
@@ -163,13 +180,17 @@ def work_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
     for unit, amount in want.items():
         if unit not in work:
             out.append(("work_mismatch", f"work.{unit} is missing; {rec.get('workload')} at its params does {amount!r}"))
-        elif _differs(work[unit], float(amount)):
+        elif _differs(work[unit], float(amount)):  # sizes are at most 2**40 (param_problem): a float holds it
             out.append(("work_mismatch", f"work.{unit} is {_shown(work[unit])}, {rec.get('workload')} at its "
                                          f"params does {amount!r}"))
     return out
 
 
 # Each "% of peak" metric, the rate it is a share of, and which datasheet column is its 100%.
+# A datasheet peak is the chip's at its highest clock, so no measured rate exceeds it: the bound
+# leaves slack for a board whose row understates it (2x), and for a bandwidth measured partly out
+# of a cache far faster than memory (10x). Past them is sizes that were never run (m = 10**30).
+_MOST_PCT = {"tflops": 200.0, "bandwidth": 1000.0}
 _PEAK_SHARES = (("pct_peak_tflops", "tflops", "tflops"), ("mfu_pct", "tflops", "tflops"),
                 ("pct_peak_bandwidth", "gbps", "bandwidth"), ("mbu_pct", "effective_bandwidth_gbps", "bandwidth"))
 
@@ -193,40 +214,57 @@ def peak_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
                                            f"device {_shown(name)}"))
             continue
         peaks = list(spec.peak_tflops.values()) if column == "tflops" else [spec.bandwidth_gbps]
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not isinstance(pct, (int, float)) \
-                or isinstance(pct, bool) or pct <= 0:
+        if not _number(rate) or not _number(pct) or pct < 0:
             continue  # nothing to divide: the rate's own recompute or the schema speaks for it
-        implied = 100.0 * rate / pct
+        if pct == 0:  # 0 (or -0.0) % of peak is no share of a rate above 0: a report would show 0.0%
+            if rate > 0:
+                out.append(("metric_mismatch", f"metrics.{pct_name} is {_shown(pct)}, but {rate_name} is "
+                                               f"{_shown(rate)}"))
+            continue
+        implied = 100.0 * rate / pct  # inf for a subnormal pct: no datasheet peak either
         if all(p is None or _differs(implied, p) for p in peaks):
             out.append(("metric_mismatch", f"metrics.{pct_name} is {_shown(pct)}: with {rate_name} "
-                                           f"{_shown(rate)} that puts 100% at {implied:.6g}, not a datasheet "
+                                           f"{_shown(rate)} that puts 100% at {_shown(implied)}, not a datasheet "
                                            f"peak of {spec.name}"))
+        elif pct > _MOST_PCT[column]:
+            out.append(("metric_mismatch", f"metrics.{pct_name} is {_shown(pct)}: more than a chip reaches of "
+                                           f"its datasheet peak ({_MOST_PCT[column]:g}%)"))
     return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def energy_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
     """("energy_mismatch", why) where the energy window's derived numbers (per call, average power,
     J per unit of work) are not what its own energy, calls, duration and the record's work give."""
     tel = rec.get("telemetry")
-    if rec.get("status") != "ok" or not isinstance(tel, dict) or not _number(tel.get("energy_j")):
+    if rec.get("status") != "ok" or not isinstance(tel, dict):
         return []
+    if not _number(tel.get("energy_j")):
+        if not isinstance(tel.get("energy_j"), float):  # none stated: nothing to recompute from
+            return []
+        # NaN or inf (a run directory's JSON holds them): the window derives none of its figures
+        # from such an energy (telemetry/core.py), so a power or J per unit beside it stands on nothing.
+        per = tel.get("per_unit") if isinstance(tel.get("per_unit"), dict) else {}
+        derived = [name for name in ("energy_per_call_j", "avg_power_w") if _number(tel.get(name))]
+        derived += [f"per_unit.{name}" for name, value in per.items() if _number(value)]
+        return [("energy_mismatch", f"telemetry.{name} is stated, but energy_j is {_shown(tel.get('energy_j'))}")
+                for name in derived[:1]]
     energy, calls, duration = tel["energy_j"], tel.get("calls"), tel.get("duration_s")
     out = []
     devices = tel.get("devices")
     parts = [d.get("energy_j") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
     if parts and all(_number(e) for e in parts) and _differs(energy, math.fsum(parts)):
-        out.append(("energy_mismatch", f"telemetry.energy_j is {energy!r}, its devices sum to {math.fsum(parts)!r}"))
+        out.append(("energy_mismatch", f"telemetry.energy_j is {energy!r}, its devices sum to {_shown(math.fsum(parts))}"))
+    if _number(calls) and (calls < 1 or calls != int(calls)):
+        # A count: 1e-300 "calls" put 1e300 J on each one, every figure per call consistent with it.
+        out.append(("energy_mismatch", f"telemetry.calls is {calls!r}: a number of calls is a whole number >= 1"))
+        calls = None
     per_call = energy / calls if _number(calls) and calls > 0 else None
     if per_call is not None and _differs(tel.get("energy_per_call_j"), per_call):
         out.append(("energy_mismatch", f"telemetry.energy_per_call_j is {_shown(tel.get('energy_per_call_j'))}, "
-                                       f"energy_j / calls give {per_call!r}"))
+                                       f"energy_j / calls give {_shown(per_call)}"))
     if _number(duration) and duration > 0 and "avg_power_w" in tel and _differs(tel["avg_power_w"], energy / duration):
         out.append(("energy_mismatch", f"telemetry.avg_power_w is {_shown(tel['avg_power_w'])}, energy_j / "
-                                       f"duration_s give {energy / duration!r}"))
+                                       f"duration_s give {_shown(energy / duration)}"))
     work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
     per_work = tel.get("work_per_call")
     if isinstance(per_work, dict) and per_work != work:
@@ -241,7 +279,7 @@ def energy_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
                 continue
             if (want is None) != (claimed[name] is None) or (want is not None and _differs(claimed[name], want)):
                 out.append(("energy_mismatch", f"telemetry.per_unit.{name} is {_shown(claimed[name])}, the energy "
-                                               f"per call and the work give {want!r}"))
+                                               f"per call and the work give {_shown(want)}"))
     return out
 
 
@@ -283,7 +321,8 @@ def fact_problems(rec: dict[str, Any], manifest: dict[str, Any] | None) -> list[
     err, tol = corr.get("rel_error"), corr.get("tolerance")
     if corr.get("passed") is True and isinstance(err, (int, float)) and isinstance(tol, (int, float)) \
             and not err <= tol:
-        out.append(("correctness_contradiction", f"correctness passed with rel_error {err!r} above its tolerance {tol!r}"))
+        out.append(("correctness_contradiction", f"correctness passed with rel_error {_shown(err)} above its tolerance "
+                                                     f"{_shown(tol)}"))
     return out
 
 
@@ -305,11 +344,11 @@ def record_problems(rec: dict[str, Any], manifest: dict[str, Any] | None,
     want = described(rec)  # once: the summary check and the rates' median share it
     return [*summary_problems(rec, ci, want), *work_problems(rec),
             *metric_problems(rec, want["median"] if want is not None else None), *peak_problems(rec),
-            *energy_problems(rec), *fact_problems(rec, manifest)]
+            *energy_problems(rec), *impossible_problems(rec), *fact_problems(rec, manifest)]
 
 
 REFUSING_CODES = frozenset({"summary_mismatch", "work_mismatch", "metric_mismatch", "energy_mismatch",
-                            "fact_contradiction", "device_mismatch", "correctness_contradiction"})
+                            IMPOSSIBLE, "fact_contradiction", "device_mismatch", "correctness_contradiction"})
 
 
 def refused(records: list[dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:

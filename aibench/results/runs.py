@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 
 from aibench.core.errors import AibenchError
+from aibench.core.jsonutil import float_range_int
 from aibench.measure.records import read_jsonl, validate
 from aibench.results.node_spread import is_rank_record
 from aibench.results.recompute import manifest_problems, refused
@@ -90,7 +91,9 @@ def load_dir(path: Path, key_given: bool = False) -> LoadedRun:
     if not manifest_path.is_file():
         raise AibenchError(f"{path} is not a run directory (no {MANIFEST})")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        # A run directory is as hostile as a bundle: an integer past the float range is refused
+        # (ValueError) before a reader converts it (float_range_int).
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"), parse_int=float_range_int)
         records = read_jsonl(path / RECORDS)
     except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
         raise AibenchError(f"{path}: unreadable run ({exc})") from None

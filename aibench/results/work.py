@@ -85,6 +85,40 @@ FORMULAS: dict[str, Callable[[dict[str, Any]], Work | None]] = {
 }
 
 
+# A tensor dimension of 2**40 elements is a terabyte even at one byte each, past the memory of any
+# accelerator (288 GB today): no record ran at a larger size. The formulas multiply sizes, so 10**30
+# (or 2**63, which passes as a 64-bit integer) gave work, and TFLOP/s, past any hardware.
+LARGEST_SIZE = 2**40
+# The sizes each formula multiplies, by workload: each must be a whole number >= 1 where present
+# (each workload's validate refuses 0 before it runs).
+_SIZES: dict[str, tuple[str, ...]] = {
+    "gemm": ("m", "n", "k"),
+    "attention.prefill": ("batch", "heads", "kv_heads", "head_dim", "seq"),
+    "attention.decode": ("batch", "heads", "kv_heads", "head_dim", "context"),
+    "memory.copy": ("mib",), "memory.triad": ("mib",),
+    "llm.prefill": ("batch", "prompt_len"), "llm.decode": ("batch", "new_tokens"),
+    "vision.resnet50": ("batch",), "vision.vit_b16": ("batch",),
+}
+
+
+def param_problem(rec: dict[str, Any]) -> str | None:
+    """Why the record's parameters are no sizes its workload runs at, or None. A size stated as
+    64.0 or 1e308 made expected_work give None, which skipped the work check: the stated work, and
+    every rate built on it, then went unchecked. A workload validates its sizes as ints before it
+    runs (workloads/*.py), so an honest record never holds another number there."""
+    params = rec.get("params")
+    if not isinstance(params, dict):
+        return None
+    for name in _SIZES.get(str(rec.get("workload")), ()):
+        value = params.get(name)
+        if name in params and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"params.{name} is {value!r:.40}: {rec.get('workload')} runs only at whole sizes, so its work " \
+                   "cannot be recomputed"
+        if name in params and value > LARGEST_SIZE:
+            return f"params.{name} is {value!r:.40}: past any size a device holds ({LARGEST_SIZE})"
+    return None
+
+
 def expected_work(rec: dict[str, Any]) -> Work | None:
     """The units of work the record's workload formulas give at its parameters; None where the
     workload has no closed-form formula or its parameters are not the types the formula takes."""
