@@ -8,16 +8,19 @@ the timer writes, bootstrap interval included). The fixture is built in a child 
 report runs as `python -m aibench report` in another; printed: its wall time (median of --repeat)
 and its own peak RSS. Target: under 5 s for 50 x 1,000.
 
-Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.94 s wall
-(best 4.91), 503 MiB peak RSS. Before (same machine, that morning, with a lighter fixture that
-claimed four statistics a record and no interval): 10.1 s. What changed: the cyclic garbage collector is paused
-while the records load (it walked millions of live objects, 3 s), the median intervals of all
-records are bootstrapped in one batch from the distinct resample pairs (1.7 s -> 0.4 s, same
-bits), each record's statistics come from one sorted copy, the long HTML tables are written in
-Python with the template's own escaping (2.5 s -> 0.5 s), runs are read by two forked workers
-(~1.3x on these two hyperthreads), and charts hold at most 120 bars. What is left, per record:
-the compiled schema check (~16 us), the recompute (~30 us), parsing (~9 us), the report model
-(~18 us) and its HTML (~10 us); imports and one chart take ~0.6 s.
+Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.52 s wall
+(best 4.43), 458 MiB peak RSS, with every record also held to the impossible-value bounds
+(results/impossible.py, +0.3 s). Before (same machine, that morning, with a lighter fixture that
+claimed four statistics a record and no interval): 10.1 s. What changed: the cyclic garbage
+collector is paused while the records load and what they built is frozen out of its later
+passes (it walked millions of live objects: 3 s, and 0.25 s more at the first pass after), the
+median intervals of all records are bootstrapped in one batch from the distinct resample pairs
+(1.7 s -> 0.4 s, same bits), each record's statistics come from one sorted copy, the long HTML
+tables are written in Python with the template's own escaping (2.5 s -> 0.5 s), runs are read by
+two forked workers (~1.3x on these two hyperthreads), the charts are drawn in a forked process
+beside the tables, and a chart holds at most 120 bars. What is left, per record: the compiled
+schema check (~16 us), the recompute (~35 us), parsing (~9 us), the report model (~18 us) and its
+HTML (~10 us); start-up and imports take ~0.4 s.
 """
 
 from __future__ import annotations

@@ -37,3 +37,31 @@ def test_every_field_of_every_long_table_is_escaped() -> None:
         extra_titles = len(row["texts"]) if write is html_rows.titled_rows else 0  # each cell titled
         assert out.count(shown) == values + extra_titles + (1 if write is html_rows.records_rows else 0), write.__name__
         assert isinstance(write([row]), markupsafe.Markup)
+
+
+def test_charts_drawn_in_a_forked_process_are_the_charts_drawn_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from bundle_helpers import manifest, record, run_files, write_run_dir
+
+    from aibench.bundle.load import load_run
+    from aibench.report import build_report
+    from aibench.report import chart_worker as cw
+    from aibench.report.html import render_html
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [load_run(write_run_dir(Path(tmp) / f"r{i}", run_files(man=manifest(run_id=f"run-{i}"),
+                                                                      records=[record()])))
+                for i in range(2)]
+        report = build_report(runs)
+        here = render_html(report)
+        monkeypatch.setattr(cw, "PARALLEL_MIN_CELLS", 0)
+        assert render_html(report) == here  # forked (Linux), the same page
+
+        def broken(report: object, send: object) -> None:  # a child that dies without a word
+            import os
+            os._exit(3)
+
+        monkeypatch.setattr(cw, "_draw", broken)
+        assert render_html(report) == here  # drawn here instead

@@ -108,34 +108,35 @@ def render_html(report: Report, charts: bool = True) -> str:
     power: list[Any] = []
     serving: list[Any] = []
     chart_notes: list[str] = []
-    if charts:
-        from aibench.report.charts import headline_charts, power_charts, serving_charts
+    if charts:  # drawn beside the tables below (report/chart_worker.py), collected before the page
+        from aibench.report.chart_worker import start_charts
 
-        headline, notes = headline_charts(report)
-        serving, serving_notes = serving_charts(report)
-        power, more = power_charts(report)
-        chart_notes = notes + serving_notes + more
+        finish_charts = start_charts(report)
     energy_rows, unmeasured = _energy(report)
     tco_systems, tco_rows = _tco(report)
     from aibench.report.verdict import SCORE_HEADER, VERDICT_NOTE, build_verdict, score_rows
 
     results = _results(report)
+    energy_html, tco_html = titled_rows(energy_rows), titled_rows(tco_rows)
+    records_html = records_rows([{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
+                                 for _, s, c in report.cells()])
+    verdict = build_verdict(report)
+    template = _environment().get_template("report.html.j2")
+    if charts:
+        headline, serving, power, chart_notes = finish_charts()
     beside = {c.family: c for c in headline if c.family}
     for fam in results:  # each family's chart beside its table
         fam["chart"] = beside.pop(fam["name"], None)
     headline = [c for c in headline if c.family in beside or not c.family]
-
-    verdict = build_verdict(report)
-    template = _environment().get_template("report.html.j2")
     return template.render(
         version=__version__, report=report, systems=report.systems, warnings=report.warnings,
         backend_note=BACKEND_NOTE.get(report.backend, f"backend {report.backend}"),
-        first=report.systems[0].label, results=results, energy_rows=energy_rows, energy_html=titled_rows(energy_rows),
+        first=report.systems[0].label, results=results, energy_rows=energy_rows, energy_html=energy_html,
         unmeasured=unmeasured,
         has_tco=any(s.cost is not None for s in report.systems), prices_source=report.prices_source,
-        tco_systems=tco_systems, tco_rows=tco_rows, tco_html=titled_rows(tco_rows), headline_charts=headline, power_charts=power, serving_charts=serving,
+        tco_systems=tco_systems, tco_rows=tco_rows, tco_html=tco_html, headline_charts=headline, power_charts=power,
+        serving_charts=serving,
         chart_notes=chart_notes, verdict=verdict, verdict_note=VERDICT_NOTE, score_header=SCORE_HEADER,
         score_rows=score_rows(verdict), commitments=_commitments(report),
-        records_html=records_rows([{"ref": c.ref, "system": s.label, "id": c.record_id, "source": s.source}
-                                   for _, s, c in report.cells()]),
+        records_html=records_html,
     )
