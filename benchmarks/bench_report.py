@@ -8,12 +8,12 @@ the timer writes, bootstrap interval included). The fixture is built in a child 
 report runs as `python -m aibench report` in another; printed: its wall time (median of --repeat)
 and its own peak RSS. Target: under 5 s for 50 x 1,000.
 
-Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.52 s wall
-(best 4.43), 458 MiB peak RSS, with every record also held to the impossible-value bounds
+Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.70 s wall
+(best 4.43; 4.5 s in another run), 458 MiB peak RSS, with every record also held to the impossible-value bounds
 (results/impossible.py, +0.3 s). Before (same machine, that morning, with a lighter fixture that
 claimed four statistics a record and no interval): 10.1 s. What changed: the cyclic garbage
-collector is paused while the records load and what they built is frozen out of its later
-passes (it walked millions of live objects: 3 s, and 0.25 s more at the first pass after), the
+collector is paused while the records load and the report is built, and they are let go of
+before it resumes (it walked millions of live objects: 3 s, and 0.25 s more at a pass after), the
 median intervals of all records are bootstrapped in one batch from the distinct resample pairs
 (1.7 s -> 0.4 s, same bits), each record's statistics come from one sorted copy, the long HTML
 tables are written in Python with the template's own escaping (2.5 s -> 0.5 s), runs are read by

@@ -4,7 +4,6 @@ On a GPU machine, AIBENCH_TEST_GPU=1 keeps the real compiler (for the `gpu` tier
 
 from __future__ import annotations
 
-import gc
 import os
 
 if os.environ.get("AIBENCH_TEST_GPU") != "1":
@@ -22,11 +21,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
-
-@pytest.fixture(autouse=True)
-def _collector_unfrozen() -> object:
-    """report and compare freeze what they loaded out of later collections (core/gcpause.py): right
-    for a command that then ends, not for a test session that goes on (frozen cycles, triton's
-    among them, would be reported as leaked at exit)."""
-    yield
-    gc.unfreeze()

@@ -74,6 +74,8 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
                               commitments=commitments,
                               commitments_source=str(commitments_file) if commitments_file else None)
         text = render(report, fmt)
+        lines = _summary_lines(report, fmt, verbose)
+        del loaded, report  # freed now, by their counts: no collector pass walks them after the block
     if out is None:
         sys.stdout.write(text)
     else:
@@ -82,6 +84,13 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
         except OSError as exc:
             raise AibenchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
         err_console.print(f"report written to {out}", markup=False, highlight=False, emoji=False)
+    for line in lines:
+        # A warning quotes the bundle (system name, skip reasons): no control sequence reaches the terminal.
+        err_console.print(printable(line), markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def _summary_lines(report: Report, fmt: str, verbose: bool) -> list[str]:
+    """The warnings (one line per kind unless verbose), the commitments and the verdict, for stderr."""
     from aibench.cli.format import finding_summary
     from aibench.report.verdict import build_verdict
 
@@ -90,9 +99,7 @@ def report_command(runs: tuple[Path, ...], tco_file: Path | None, out: Path | No
              [f"warning {line}" for line in finding_summary([(warning_code(w, labels), w) for w in report.warnings])])
     lines += _commitments_lines(report, fmt)
     lines.append(f"verdict: {build_verdict(report).summary()}")
-    for line in lines:
-        # A warning quotes the bundle (system name, skip reasons): no control sequence reaches the terminal.
-        err_console.print(printable(line), markup=False, highlight=False, emoji=False, soft_wrap=True)
+    return lines
 
 
 def warning_code(warning: str, labels: list[str]) -> str:

@@ -11,6 +11,7 @@ different sets of measurements are not comparable.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -152,15 +153,16 @@ def _ranked(row: Row) -> bool:
 
 
 # The last report's verdict: the page and the command's summary line both ask for it, and a report of
-# 50 systems x 1,000 measurements takes 0.2 s to judge. Keyed by identity (Report is frozen).
-_last: list[tuple[Report, Verdict]] = []
+# 50 systems x 1,000 measurements takes 0.2 s to judge. Keyed by identity (Report is frozen), held
+# weakly: the memo must not keep a report alive.
+_last: list[tuple[weakref.ref[Report], Verdict]] = []
 
 
 def build_verdict(report: Report) -> Verdict:
-    if _last and _last[0][0] is report:
+    if _last and _last[0][0]() is report:
         return _last[0][1]
     verdict = _judge(report)
-    _last[:] = [(report, verdict)]
+    _last[:] = [(weakref.ref(report), verdict)]
     return verdict
 
 
