@@ -11,6 +11,7 @@ recomputable without torch, and only their token or image counts are checked.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aibench.core import formulas
@@ -72,32 +73,34 @@ def _images(p: dict[str, Any]) -> Work | None:
     return None if batch is None else {"images": batch[0]}
 
 
-FORMULAS: dict[str, Callable[[dict[str, Any]], Work | None]] = {
-    "gemm": _gemm,
-    "attention.prefill": lambda p: _attention(p, decode=False),
-    "attention.decode": lambda p: _attention(p, decode=True),
-    "memory.copy": lambda p: _stream(p, triad=False),
-    "memory.triad": lambda p: _stream(p, triad=True),
-    "llm.prefill": _tokens("batch", "prompt_len"),
-    "llm.decode": _tokens("batch", "new_tokens"),
-    "vision.resnet50": _images,
-    "vision.vit_b16": _images,
-}
-
-
 # A tensor dimension of 2**40 elements is a terabyte even at one byte each, past the memory of any
 # accelerator (288 GB today): no record ran at a larger size. The formulas multiply sizes, so 10**30
 # (or 2**63, which passes as a 64-bit integer) gave work, and TFLOP/s, past any hardware.
 LARGEST_SIZE = 2**40
-# The sizes each formula multiplies, by workload: each must be a whole number >= 1 where present
-# (each workload's validate refuses 0 before it runs).
-_SIZES: dict[str, tuple[str, ...]] = {
-    "gemm": ("m", "n", "k"),
-    "attention.prefill": ("batch", "heads", "kv_heads", "head_dim", "seq"),
-    "attention.decode": ("batch", "heads", "kv_heads", "head_dim", "context"),
-    "memory.copy": ("mib",), "memory.triad": ("mib",),
-    "llm.prefill": ("batch", "prompt_len"), "llm.decode": ("batch", "new_tokens"),
-    "vision.resnet50": ("batch",), "vision.vit_b16": ("batch",),
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A workload's work at its parameters, and the sizes among them that the work multiplies: each
+    must be a whole number from 1 to LARGEST_SIZE where present (each workload's validate refuses
+    0 before it runs)."""
+
+    sizes: tuple[str, ...]
+    work: Callable[[dict[str, Any]], Work | None]
+
+
+FORMULAS: dict[str, Formula] = {
+    "gemm": Formula(("m", "n", "k"), _gemm),
+    "attention.prefill": Formula(("batch", "heads", "kv_heads", "head_dim", "seq"),
+                                 lambda p: _attention(p, decode=False)),
+    "attention.decode": Formula(("batch", "heads", "kv_heads", "head_dim", "context"),
+                                lambda p: _attention(p, decode=True)),
+    "memory.copy": Formula(("mib",), lambda p: _stream(p, triad=False)),
+    "memory.triad": Formula(("mib",), lambda p: _stream(p, triad=True)),
+    "llm.prefill": Formula(("batch", "prompt_len"), _tokens("batch", "prompt_len")),
+    "llm.decode": Formula(("batch", "new_tokens"), _tokens("batch", "new_tokens")),
+    "vision.resnet50": Formula(("batch",), _images),
+    "vision.vit_b16": Formula(("batch",), _images),
 }
 
 
@@ -109,7 +112,8 @@ def param_problem(rec: dict[str, Any]) -> str | None:
     params = rec.get("params")
     if not isinstance(params, dict):
         return None
-    for name in _SIZES.get(str(rec.get("workload")), ()):
+    formula = FORMULAS.get(str(rec.get("workload")))
+    for name in formula.sizes if formula is not None else ():
         value = params.get(name)
         if name in params and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return f"params.{name} is {value!r:.40}: {rec.get('workload')} runs only at whole sizes, so its work " \
@@ -124,4 +128,4 @@ def expected_work(rec: dict[str, Any]) -> Work | None:
     workload has no closed-form formula or its parameters are not the types the formula takes."""
     formula = FORMULAS.get(str(rec.get("workload")))
     params = rec.get("params")
-    return formula(params) if formula is not None and isinstance(params, dict) else None
+    return formula.work(params) if formula is not None and isinstance(params, dict) else None
