@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from aibench.core.jsonutil import past_float_range
+
 MAX_DEPTH = 64  # records nest 3-4 levels; 64 leaves room for `details` without inviting stack games
 
 
@@ -35,15 +37,12 @@ def _no_constant(name: str) -> Any:
 
 
 def _bounded_int(text: str) -> int:
-    """An integer literal past the float range is the integer twin of 1e999: every reader of a
-    record converts its numbers to floats, and 10**400 raised OverflowError inside verify, report
-    and compare (orjson never passes one: it goes to this reference parser)."""
+    """An integer literal past the float range is the integer twin of 1e999 (core/jsonutil.py:
+    past_float_range); orjson never passes one: it goes to this reference parser."""
     value = int(text)  # past 4300 digits int() refuses: ValueError, json_malformed as before
-    try:
-        float(value)
-    except OverflowError:
-        raise JsonRejected("json_nonfinite", f"an integer of {len(text.lstrip('-'))} digits is past the "
-                           "float range") from None
+    why = past_float_range(text, value)
+    if why is not None:
+        raise JsonRejected("json_nonfinite", why)
     return value
 
 

@@ -12,16 +12,29 @@ from pathlib import Path
 from typing import Any
 
 
-def float_range_int(text: str) -> int:
-    """json's parse_int for input from outside: the integer, or ValueError where it lies past the
-    float range. Python reads any integer literal exactly, and every reader of a record's numbers
-    (statistics, rates, math.isclose, format specs) converts it to a float: 10**400 raised
-    OverflowError deep inside verify, report and compare. No measured number is that large."""
-    value = int(text)
+def finite_number(value: Any) -> bool:
+    """A JSON number a reader can compute with: int or float, not bool (JSON true), finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def past_float_range(text: str, value: int) -> str | None:
+    """Why the integer literal `text` (read as `value`) cannot be a record's number, or None.
+    Python reads any integer literal exactly, and every reader of a record's numbers (statistics,
+    rates, math.isclose, format specs) converts it to a float: 10**400 raised OverflowError deep
+    inside verify, report and compare. No measured number is that large."""
     try:
         float(value)
     except OverflowError:
-        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is past the float range") from None
+        return f"an integer of {len(text.lstrip('-'))} digits is past the float range"
+    return None
+
+
+def float_range_int(text: str) -> int:
+    """json's parse_int for a run directory: the integer, or ValueError past the float range."""
+    value = int(text)
+    why = past_float_range(text, value)
+    if why is not None:
+        raise ValueError(why)
     return value
 
 

@@ -13,6 +13,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+from aibench.core.jsonutil import finite_number
+
 CODE = "impossible_value"
 
 # No timer aibench uses resolves less than a nanosecond (CUDA events: ~0.5 us; perf_counter: tens
@@ -31,10 +33,6 @@ FASTEST_RATE = {"tflops": 1e6, "gbps": 1e6}
 # powered-on accelerator or CPU package draws at idle (0 W means "no reading": report/build.py).
 MOST_POWER_W = 1e6
 LEAST_POWER_W = 1e-3
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _span_s(rec: dict[str, Any]) -> float | None:
@@ -68,7 +66,7 @@ def _time_problems(rec: dict[str, Any]) -> list[str]:
     duration = rec.get("duration_s")
     out = []
     span = _span_s(rec)
-    if _number(duration) and span is not None and duration > span + CLOCK_SLACK_S:
+    if finite_number(duration) and span is not None and duration > span + CLOCK_SLACK_S:
         out.append(f"duration_s is {duration!r}, but finished_at is {span:.6g} s after started_at")
     # type() and fsum run in C (records are read 50,000 at a time): a NaN among the samples makes
     # the sum NaN, and the summary recompute already refuses it; an inf makes it inf, like overflow.
@@ -82,7 +80,7 @@ def _time_problems(rec: dict[str, Any]) -> list[str]:
         out.append(f"timing.samples_s holds {shortest!r} s: no timer resolves less than a nanosecond")
     if longest > LONGEST_SAMPLE_S:
         out.append(f"timing.samples_s holds {_seconds(longest)}: no measured call lasts a year")
-    if not _number(duration) or duration <= 0:
+    if not finite_number(duration) or duration <= 0:
         return out  # no duration stated (0 is Record's default): only the bounds above hold the samples
     # Self-timed records (a serving loop) keep per-request latencies, which overlap: only each one
     # must fit in the case. Every other sample is one call (a CUDA-graph sample: one replay of
@@ -92,9 +90,9 @@ def _time_problems(rec: dict[str, Any]) -> list[str]:
         timed, what = float(longest), "its longest sample is"
     else:
         per_sample = timing.get("calls_per_sample")
-        calls = per_sample if _number(per_sample) and per_sample > 1 else 1
+        calls = per_sample if finite_number(per_sample) and per_sample > 1 else 1
         warmup = timing.get("warmup_s")
-        timed = total * calls + (warmup if _number(warmup) and warmup > 0 else 0.0)
+        timed = total * calls + (warmup if finite_number(warmup) and warmup > 0 else 0.0)
         what = "its samples (and warm-up) add up to"
     if timed > duration * (1 + 1e-9):  # inf (a sum past the float range) is longer than any duration
         out.append(f"{what} {_seconds(timed)}, longer than the whole case (duration_s {duration!r})")
@@ -104,20 +102,20 @@ def _time_problems(rec: dict[str, Any]) -> list[str]:
 def _rate_problems(rec: dict[str, Any]) -> list[str]:
     metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     return [f"metrics.{name} is {metrics[name]!r}: more than any node does ({ceiling:g})"
-            for name, ceiling in FASTEST_RATE.items() if _number(metrics.get(name)) and metrics[name] > ceiling]
+            for name, ceiling in FASTEST_RATE.items() if finite_number(metrics.get(name)) and metrics[name] > ceiling]
 
 
 def _energy_problems(rec: dict[str, Any]) -> list[str]:
     tel = rec.get("telemetry") if isinstance(rec.get("telemetry"), dict) else {}
     power, energy, window, calls = (tel.get(k) for k in ("avg_power_w", "energy_j", "duration_s", "calls"))
     out = []
-    if _number(power) and power != 0 and not LEAST_POWER_W <= power <= MOST_POWER_W:
+    if finite_number(power) and power != 0 and not LEAST_POWER_W <= power <= MOST_POWER_W:
         out.append(f"telemetry.avg_power_w is {power!r} W: no accelerator draws under {LEAST_POWER_W:g} W or "
                    f"one node over {MOST_POWER_W:g} W")
-    if _number(energy) and energy > 0 and _number(window) and window <= 0:
+    if finite_number(energy) and energy > 0 and finite_number(window) and window <= 0:
         out.append(f"telemetry.energy_j is {energy!r} over a window of {window!r} s")
     # The window runs the calls one after the other: none is shorter than a sample can be.
-    if _number(calls) and _number(window) and calls * SHORTEST_SAMPLE_S > window + CLOCK_SLACK_S:
+    if finite_number(calls) and finite_number(window) and calls * SHORTEST_SAMPLE_S > window + CLOCK_SLACK_S:
         out.append(f"telemetry.calls is {calls!r} in a window of {window!r} s: under a nanosecond each")
     return out
 

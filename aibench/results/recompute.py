@@ -15,6 +15,7 @@ from typing import Any
 
 from aibench.core import stats
 from aibench.core.formulas import per_unit
+from aibench.core.jsonutil import finite_number
 from aibench.device.specs import match_spec
 from aibench.results.impossible import CODE as IMPOSSIBLE
 from aibench.results.impossible import impossible_problems
@@ -35,10 +36,6 @@ _STATISTIC: dict[str, Callable[[list[float]], Any]] = {
 _SUMMARY = tuple(_STATISTIC)
 # What a statistic raises on samples it cannot read: a string, a NaN, or squares past the float range.
 _UNREADABLE = (TypeError, ValueError, OverflowError)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _differs(got: Any, want: Any) -> bool:
@@ -214,7 +211,7 @@ def peak_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
                                            f"device {_shown(name)}"))
             continue
         peaks = list(spec.peak_tflops.values()) if column == "tflops" else [spec.bandwidth_gbps]
-        if not _number(rate) or not _number(pct) or pct < 0:
+        if not finite_number(rate) or not finite_number(pct) or pct < 0:
             continue  # nothing to divide: the rate's own recompute or the schema speaks for it
         if pct == 0:  # 0 (or -0.0) % of peak is no share of a rate above 0: a report would show 0.0%
             if rate > 0:
@@ -238,31 +235,31 @@ def energy_problems(rec: dict[str, Any]) -> list[tuple[str, str]]:
     tel = rec.get("telemetry")
     if rec.get("status") != "ok" or not isinstance(tel, dict):
         return []
-    if not _number(tel.get("energy_j")):
+    if not finite_number(tel.get("energy_j")):
         if not isinstance(tel.get("energy_j"), float):  # none stated: nothing to recompute from
             return []
         # NaN or inf (a run directory's JSON holds them): the window derives none of its figures
         # from such an energy (telemetry/core.py), so a power or J per unit beside it stands on nothing.
         per = tel.get("per_unit") if isinstance(tel.get("per_unit"), dict) else {}
-        derived = [name for name in ("energy_per_call_j", "avg_power_w") if _number(tel.get(name))]
-        derived += [f"per_unit.{name}" for name, value in per.items() if _number(value)]
+        derived = [name for name in ("energy_per_call_j", "avg_power_w") if finite_number(tel.get(name))]
+        derived += [f"per_unit.{name}" for name, value in per.items() if finite_number(value)]
         return [("energy_mismatch", f"telemetry.{name} is stated, but energy_j is {_shown(tel.get('energy_j'))}")
                 for name in derived[:1]]
     energy, calls, duration = tel["energy_j"], tel.get("calls"), tel.get("duration_s")
     out = []
     devices = tel.get("devices")
     parts = [d.get("energy_j") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
-    if parts and all(_number(e) for e in parts) and _differs(energy, math.fsum(parts)):
+    if parts and all(finite_number(e) for e in parts) and _differs(energy, math.fsum(parts)):
         out.append(("energy_mismatch", f"telemetry.energy_j is {energy!r}, its devices sum to {_shown(math.fsum(parts))}"))
-    if _number(calls) and (calls < 1 or calls != int(calls)):
+    if finite_number(calls) and (calls < 1 or calls != int(calls)):
         # A count: 1e-300 "calls" put 1e300 J on each one, every figure per call consistent with it.
         out.append(("energy_mismatch", f"telemetry.calls is {calls!r}: a number of calls is a whole number >= 1"))
         calls = None
-    per_call = energy / calls if _number(calls) and calls > 0 else None
+    per_call = energy / calls if finite_number(calls) and calls > 0 else None
     if per_call is not None and _differs(tel.get("energy_per_call_j"), per_call):
         out.append(("energy_mismatch", f"telemetry.energy_per_call_j is {_shown(tel.get('energy_per_call_j'))}, "
                                        f"energy_j / calls give {_shown(per_call)}"))
-    if _number(duration) and duration > 0 and "avg_power_w" in tel and _differs(tel["avg_power_w"], energy / duration):
+    if finite_number(duration) and duration > 0 and "avg_power_w" in tel and _differs(tel["avg_power_w"], energy / duration):
         out.append(("energy_mismatch", f"telemetry.avg_power_w is {_shown(tel['avg_power_w'])}, energy_j / "
                                        f"duration_s give {_shown(energy / duration)}"))
     work = rec.get("work") if isinstance(rec.get("work"), dict) else {}
