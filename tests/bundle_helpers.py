@@ -115,6 +115,20 @@ def default_records() -> list[dict[str, Any]]:
     return [record(), record(entry="copy", workload="memory.copy", id="memory.copy[]/torch")]
 
 
+def shipped_run(name: str = "gigafactory", **rule_changes: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(manifest, records) of a full run of the shipped suite `name` as shipped (its version, hash
+    and run rules, `rule_changes` over them), one ok record per suite entry: a closed-division run."""
+    from aibench.suite.shipped import shipped_suite
+
+    facts = shipped_suite(name)
+    entries = [{"id": e, "entry": e, "workload": "gemm", "params": {"m": 64}, "backends": ["torch"]}
+               for e in facts.entry_ids]
+    suite = {"name": facts.name, "version": facts.version, "sha256": facts.sha256,
+             "source": f"builtin:{name}", "mode": "full", "entries": entries}
+    rules = {**facts.rules["full"].as_dict(), **rule_changes}
+    return manifest(suite=suite, run_rules=rules), [record(entry=e, id=f"{e}/torch") for e in facts.entry_ids]
+
+
 def jsonl(records: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
 

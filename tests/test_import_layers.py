@@ -134,7 +134,8 @@ def test_no_import_cycles_between_modules() -> None:
 # What a buyer's machine runs to read a vendor's bundle has no GPU stack: `--help`, `bundle verify`,
 # `report`, `compare` and `accept` must start without torch (seconds on 2 cores; benchmarks/bench_startup.py).
 LIGHT = ("aibench.cli", "aibench.bundle.verify", "aibench.bundle.load", "aibench.report", "aibench.report.html",
-         "aibench.results.compare", "aibench.results.accept", "aibench.results.commitments", "aibench.cli.accept")
+         "aibench.results.compare", "aibench.results.accept", "aibench.results.commitments", "aibench.cli.accept",
+         "aibench.bundle.suite_check", "aibench.suite.shipped", "aibench.suite.rules")
 
 
 def test_help_and_the_buyer_side_modules_import_no_torch() -> None:

@@ -9,18 +9,12 @@ records of the plan the vendor kept). Any other suite is the open division: allo
 
 from __future__ import annotations
 
-import importlib.resources
 from typing import Any
 
 from aibench.bundle.findings import Finding, error, shown
 from aibench.bundle.layout import MANIFEST
 from aibench.core.errors import AibenchError
-
-
-def shipped_names() -> set[str]:
-    """The shipped suites' names, from the package data's file names (parsing one imports the workloads)."""
-    files = importlib.resources.files("aibench.suites").iterdir()
-    return {f.name[:-5] for f in files if f.name.endswith(".toml")}
+from aibench.suite.shipped import shipped_names, shipped_suite
 
 
 def division(manifest: dict[str, Any]) -> str:
@@ -36,10 +30,8 @@ def suite_findings(manifest: dict[str, Any], records: list[dict[str, Any]]) -> l
     name = suite.get("name")
     if name not in shipped_names():
         return []  # the open division: allowed; verify's summary and the report say `division: open`
-    from aibench.suite.load import load_suite  # here: the suite model imports the workload registry (torch)
-
     try:
-        shipped = load_suite(str(name))
+        shipped = shipped_suite(str(name))  # the facts alone: loading the suite would import torch
     except AibenchError as exc:  # pragma: no cover - the package data is ours
         return [error("suite_unknown_version", f"the shipped suite {name!r} cannot be read: {exc}", member=MANIFEST)]
     if suite.get("version") != shipped.version:
@@ -50,10 +42,8 @@ def suite_findings(manifest: dict[str, Any], records: list[dict[str, Any]]) -> l
         out.append(error("suite_modified", f"suite {name!r} {shipped.version} was not the shipped file (sha256 "
                          f"{shown(str(suite.get('sha256')))[:12]}, shipped {shipped.sha256[:12]})", member=MANIFEST))
     mode = suite.get("mode")
-    try:
-        expected = shipped.rules_for(str(mode)).as_dict()
-    except AibenchError:
-        expected = None
+    rules = shipped.rules_for(str(mode))
+    expected = rules.as_dict() if rules is not None else None
     recorded = manifest.get("run_rules")
     if expected is not None and isinstance(recorded, dict):
         changed = sorted(k for k in expected if recorded.get(k) != expected[k])
@@ -64,8 +54,8 @@ def suite_findings(manifest: dict[str, Any], records: list[dict[str, Any]]) -> l
     # plans one case (a sweep or a shape set plans "entry/m=...,n=..." cases)
     planned = {e.get(k) for e in suite.get("entries") or [] if isinstance(e, dict) for k in ("id", "entry")}
     planned |= {r.get("entry") for r in records if r.get("status") == "skipped"}  # a skip record accounts for it
-    for entry in shipped.entries:
-        if entry.id not in planned:
-            out.append(error("suite_entry_missing", f"shipped suite entry {entry.id!r} is not in the recorded plan "
+    for entry_id in shipped.entry_ids:
+        if entry_id not in planned:
+            out.append(error("suite_entry_missing", f"shipped suite entry {entry_id!r} is not in the recorded plan "
                              "and has no skip record", member=MANIFEST))
     return out

@@ -12,12 +12,12 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from dataclasses import replace
 from typing import Any
 
 from aibench.core.errors import SuiteError, UsageError
 from aibench.suite import model as suite_mod
-from aibench.suite.model import Entry, ModeOverride, Requires, RunRules, Suite
+from aibench.suite.model import Entry, ModeOverride, Requires, Suite
+from aibench.suite.rules import RULE_TYPES, RunRules, overlaid
 from aibench.workloads import registry
 
 if sys.version_info >= (3, 11):
@@ -46,10 +46,6 @@ _ENTRY_KEYS = {"id", "workload", "description", "backends", "params", "shape_set
 _MODE_KEYS = {"shape_set", "sweep", "params", "skip", "backends"}
 _REQUIRES_KEYS = {"gpus": int, "gpu": bool, "fp8": bool}
 _TIMER_KEYS = {"cuda_graph": bool, "flush_l2": bool}  # an entry's timing mode (TimerConfig fields)
-_RULE_TYPES: dict[str, type] = {"min_time_s": float, "min_samples": int, "target_rel_se": float,
-                                "warmup_s": float, "max_time_s": float, "seed": int,
-                                "energy_min_s": float, "flush_l2": bool, "cuda_graph": bool,
-                                "case_timeout_s": float}
 _SCALARS = (str, int, float, bool)
 
 
@@ -117,14 +113,14 @@ class Checker:
             return base
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            kind = _RULE_TYPES.get(key)
+            kind = RULE_TYPES.get(key)
             if kind is None:
-                self.error((*path, key), f"unknown run rule {key!r}{_hint(key, _RULE_TYPES)}")
+                self.error((*path, key), f"unknown run rule {key!r}{_hint(key, RULE_TYPES)}")
             elif not _is(value, kind):
                 self.error((*path, key), f"expected {_TYPE_NAMES[kind]}, got {_tname(value)} {value!r}")
             else:
-                values[key] = float(value) if kind is float else value
-        rules = replace(base, **values)
+                values[key] = value
+        rules = overlaid(base, values)
         for name, message in rules.problems():
             # A limit broken by an inherited value was reported where that value was set.
             culprit = name if name in values else ("min_time_s" if name == "max_time_s" else None)
