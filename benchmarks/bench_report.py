@@ -8,8 +8,8 @@ the timer writes, bootstrap interval included). The fixture is built in a child 
 report runs as `python -m aibench report` in another; printed: its wall time (median of --repeat)
 and its own peak RSS. Target: under 5 s for 50 x 1,000.
 
-Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.70 s wall
-(best 4.43; 4.5 s in another run), 458 MiB peak RSS, with every record also held to the impossible-value bounds
+Measured (2-core CPU machine, 2 vCPUs, quiet, HTML, 2026-12-07, median of 5): 4.42 s wall
+(best 4.36) at 7fd5507, 4.70 s at 8e0d6c2; 458 MiB peak RSS, with every record also held to the impossible-value bounds
 (results/impossible.py, +0.3 s). Before (same machine, that morning, with a lighter fixture that
 claimed four statistics a record and no interval): 10.1 s. What changed: the cyclic garbage
 collector is paused while the records load and the report is built, and they are let go of
@@ -20,7 +20,10 @@ tables are written in Python with the template's own escaping (2.5 s -> 0.5 s), 
 two forked workers (~1.3x on these two hyperthreads), the charts are drawn in a forked process
 beside the tables, and a chart holds at most 120 bars. What is left, per record: the compiled
 schema check (~16 us), the recompute (~35 us), parsing (~9 us), the report model (~18 us) and its
-HTML (~10 us); start-up and imports take ~0.4 s.
+HTML (~10 us); start-up and imports take ~0.4 s. The host's speed moves this figure: an hour
+earlier the same code took 5.2-5.4 s here, and abf4e30 5.8 s in the same minutes. Tried and dropped: this process
+reading runs from the end while the workers read from the front (no pickling for its share):
+no faster on two hyperthreads.
 """
 
 from __future__ import annotations
