@@ -10,17 +10,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 if TYPE_CHECKING:
     from aibench.measure.timer import TimerConfig
-
-# The TOML type of each rule; an integer where a float is expected is taken as that float.
-RULE_TYPES: dict[str, type] = {"min_time_s": float, "min_samples": int, "target_rel_se": float,
-                               "warmup_s": float, "max_time_s": float, "seed": int,
-                               "energy_min_s": float, "flush_l2": bool, "cuda_graph": bool,
-                               "case_timeout_s": float}
-
 
 @dataclass(frozen=True)
 class RunRules:
@@ -79,6 +72,11 @@ class RunRules:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# The TOML type of each rule, from the fields themselves; an integer where a float is expected is
+# taken as that float (overlaid).
+RULE_TYPES: dict[str, type] = get_type_hints(RunRules)
 
 
 def overlaid(base: RunRules, raw: dict[str, Any]) -> RunRules:
